@@ -1,0 +1,84 @@
+"""All runtime configuration, read from ``SPM_*`` environment variables (pydantic-settings).
+
+Every field has a documented default that works on a fresh clone with the local stack
+(``spm stack up``); the README lists them. Nothing else in the code reads the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Settings of the worker, the CLI and the local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="SPM_", env_file=None, extra="ignore")
+
+    # --- local stack (spm stack up) -------------------------------------------------------
+    var_dir: Path = Field(REPO_ROOT / "var", description="Data, logs and pid files of the stack.")
+    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Maven-resolved Kafka jars.")
+    kafka_port: int = Field(29092, description="Kafka broker listener on 127.0.0.1.")
+    kafka_controller_port: int = Field(29093, description="KRaft controller listener.")
+    prometheus_port: int = Field(29090, description="Prometheus on 127.0.0.1.")
+    alertmanager_port: int = Field(29094, description="Alertmanager on 127.0.0.1.")
+    stack_start_timeout: float = Field(90.0, description="Seconds to wait for each part.")
+
+    # --- Kafka and topics -----------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:29092", description="Bootstrap servers (host:port).")
+    app_id: str = Field("spm", description="Faust app id = consumer group and table prefix.")
+    topic_prefix: str = Field("spm", description="Prefix of every topic name.")
+    partitions: int = Field(4, description="Partitions of every topic the app creates.")
+    processing_guarantee: str = Field("exactly_once", description="exactly_once|at_least_once")
+    store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
+    data_dir: Path | None = Field(None, description="Faust data dir; default <var_dir>/worker.")
+    web_host: str = Field("127.0.0.1", description="Worker web server (API, /metrics) host.")
+    web_port: int = Field(26066, description="Worker web server port.")
+    max_event_bytes: int = Field(65536, description="Messages larger than this are rejected.")
+    strict_types: bool = Field(False, description="Reject event types no metric counts.")
+    dedupe_retention_days: int = Field(35, description="Keep activity dedupe keys this long.")
+    alert_interval: float = Field(60.0, description="Seconds between timer re-evaluations.")
+
+    # --- organisation and engine rules ----------------------------------------------------
+    timezone: str = Field("UTC", description="Organisation's IANA time zone.")
+    fiscal_year_start_month: int = Field(1, ge=1, le=12, description="First month of the FY.")
+    week_start: int = Field(0, ge=0, le=6, description="First day of week, 0=Monday.")
+    base_currency: str = Field("USD", description="Currency of revenue figures.")
+    business_days: bool = Field(False, description="Expected progress by business days.")
+    holiday_country: str | None = Field(None, description="holidays country code, e.g. US.")
+    catalog_path: Path | None = Field(None, description="Metric catalog YAML (default shipped).")
+    rates_path: Path | None = Field(None, description="Currency rates CSV (default shipped).")
+    behind_pace: float = Field(0.8, description="Pace below this is 'behind'.")
+    at_risk_pace: float = Field(1.0, description="Pace below this is 'at_risk'.")
+    min_elapsed: float = Field(0.1, description="No 'behind' before this period fraction.")
+
+    # --- ClickHouse -----------------------------------------------------------------------
+    clickhouse_url: str | None = Field(
+        None, description="chdb:///path (default <var_dir>/clickhouse) or http://u:p@host:8123/db"
+    )
+    sink_batch_rows: int = Field(5000, description="Sink flushes at this many rows...")
+    sink_batch_seconds: float = Field(1.0, description="...or after this many seconds.")
+    snapshot_interval: float = Field(60.0, description="Seconds between progress snapshots.")
+
+    def topic(self, name: str) -> str:
+        """Full topic name for a short name such as ``activity`` or ``activity.dlq``."""
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def worker_data_dir(self) -> Path:
+        return self.data_dir or self.var_dir / "worker"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.var_dir / 'clickhouse'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings``)."""
+    return Settings()
