@@ -1,0 +1,48 @@
+"""Fixtures of the integration tests: the real local stack, started once and then reused.
+
+The stack stays up after the session so the next run starts in a second; `make stack-down`
+stops it. A part that cannot start fails the tests with the reason (never a skip).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaAdminClient
+
+from streams import stack as local_stack
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """Settings of a running local stack (started here unless it already runs)."""
+    settings = Settings()
+    try:
+        local_stack.up(settings)
+    except local_stack.StackError as exc:
+        pytest.fail(f"the local stack could not start: {exc}", pytrace=False)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(stack: Settings) -> Iterator[KafkaAdminClient]:
+    admin = KafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap, client_id="spm-tests")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def unique_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
+    """A fresh topic prefix / app id (``t<8 hex>``); its topics are deleted after the test.
+
+    Use as ``Settings(topic_prefix=unique_prefix, app_id=unique_prefix)`` so tests sharing the
+    broker never see each other's topics, groups or changelogs.
+    """
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    yield prefix
+    leftovers = [topic for topic in kafka_admin.list_topics() if topic.startswith(prefix)]
+    if leftovers:
+        kafka_admin.delete_topics(leftovers)
