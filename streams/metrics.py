@@ -1,0 +1,310 @@
+"""Prometheus metrics of the worker, exported on its ``/metrics`` route.
+
+Everything lives on one dedicated :data:`REGISTRY` (not the client's global one), so the worker
+exports exactly the series this module documents and tests can render it in isolation.
+
+Quota series (:class:`QuotaExporter`, one gauge per figure of ``Figures.to_dict()``)::
+
+    spm_quota_{value,target,attainment,expected,pace,status}{scope, id, team, metric, period_type}
+    spm_rep_info{rep, team, name} 1
+    spm_rep_last_activity_timestamp_seconds{rep, team}
+
+``scope`` is ``rep|team|company``; ``id`` the rep id, team id or company id; ``team`` the rep's
+current team (= ``id`` on team series, empty on company series) so rules and Alertmanager can group
+by team; ``metric`` a catalog metric; ``period_type`` one of day|week|month|quarter|year. Only the
+*current* period of each type is exported, so the period label (which would grow forever) is not
+a label. Every label value comes from the roster or the catalog, never from event payloads; the
+rep's display name appears only on ``spm_rep_info`` (one series per rep). ``status`` is coded
+0 = on_track, 1 = at_risk, 2 = behind. Figures the engine reports as null (no target) have no
+series.
+
+Cardinality: per rep 6 gauges × M catalog metrics × 5 period types, plus ``spm_rep_info`` and the
+last-activity gauge. With the shipped catalog (M = 6) that is 6·6·5 + 2 = 182 series per rep, so
+**182,000 series per 1,000 reps**; teams and the company add 180 each (18,000 more for 100
+teams). Every other series here is independent of the number of reps (a few hundred). A worker
+exports only the reps of the partitions it owns: on a rebalance it calls
+:meth:`QuotaExporter.forget_where` for what it lost, so no stale or duplicate series remain.
+
+Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``CONSUMER_LAG``,
+``ALERTS_EMITTED``, ``WORKER_UP`` and ``SINK_*`` objects below, plus Faust's own sensor metrics
+(``spm_faust_*``, see :func:`faust_monitor`) and the process/platform collectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# ``*_created`` series double every counter and histogram for no use on these dashboards.
+disable_created_metrics()
+
+REGISTRY: Final = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+SCOPES: Final = ("rep", "team", "company")
+FIGURES: Final = ("value", "target", "attainment", "expected", "pace", "status")
+STATUS_CODES: Final = {"on_track": 0, "at_risk": 1, "behind": 2}
+QUOTA_LABELS: Final = ("scope", "id", "team", "metric", "period_type")
+
+_FIGURE_HELP: Final = {
+    "value": "Value of the metric so far in the current period.",
+    "target": "Target of the metric for the current period.",
+    "attainment": "value / target (1.0 = target reached).",
+    "expected": "Value expected by now if progress were linear over the period.",
+    "pace": "value / expected (below 1.0 = behind the linear pace).",
+    "status": "0 = on_track, 1 = at_risk, 2 = behind.",
+}
+
+
+class QuotaExporter:
+    """Keeps the quota gauges equal to the figures of the scopes this worker owns.
+
+    It remembers what it exported, so it can move a rep's series when the rep changes team and
+    remove a scope's series entirely (period roll-over, roster removal, lost partitions).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._gauges = {
+            figure: Gauge(f"spm_quota_{figure}", help_, QUOTA_LABELS, registry=registry)
+            for figure, help_ in _FIGURE_HELP.items()
+        }
+        self._rep_info = Info(
+            "spm_rep", "Roster data of a rep; join on rep for names.", ["rep"], registry=registry
+        )
+        self._last_activity = Gauge(
+            "spm_rep_last_activity_timestamp_seconds",
+            "Event time of the rep's latest activity event (0 = none seen).",
+            ["rep", "team"],
+            registry=registry,
+        )
+        # (scope, id) -> team label; (scope, id) -> (metric, period_type) -> figure -> value.
+        self._teams: dict[tuple[str, str], str] = {}
+        self._figures: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]] = {}
+        self._rep_names: dict[str, str] = {}
+        self._activity: dict[str, float] = {}
+
+    def publish(
+        self,
+        scope: str,
+        scope_id: str,
+        metric: str,
+        period_type: str,
+        figures: Mapping[str, str | None],
+        team: str | None = None,
+    ) -> None:
+        """Export the current-period figures of one scope and metric.
+
+        ``figures`` is ``Figures.to_dict()``: decimal strings, a status name, or None for
+        figures that do not exist (no target) — those series are removed. ``team`` is the rep's
+        current team (rep scope only; a team's series carry their own id).
+        """
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        key = (scope, scope_id)
+        self._set_team(key, team if scope == "rep" else (scope_id if scope == "team" else ""))
+        values = {
+            name: _figure_value(name, raw)
+            for name in FIGURES
+            if (raw := figures.get(name)) is not None
+        }
+        labels = self._labels(key, metric, period_type)
+        for name, gauge in self._gauges.items():
+            if name in values:
+                gauge.labels(*labels).set(values[name])
+            else:
+                gauge.remove(*labels)
+        self._figures.setdefault(key, {})[(metric, period_type)] = values
+
+    def set_rep_info(self, rep: str, name: str, team: str) -> None:
+        """Export a rep's name and team; a rep without activity yet reports last activity 0."""
+        self._set_team(("rep", rep), team)
+        self._rep_names[rep] = name
+        self._rep_info.labels(rep).info({"name": name, "team": team})
+        self._activity.setdefault(rep, 0.0)
+        self._last_activity.labels(rep, team).set(self._activity[rep])
+
+    def record_activity(self, rep: str, event_time: float) -> None:
+        """Note an activity event of ``rep`` at ``event_time`` (epoch seconds); late events
+        never move the timestamp back."""
+        latest = max(self._activity.get(rep, 0.0), event_time)
+        self._activity[rep] = latest
+        self._last_activity.labels(rep, self._teams.get(("rep", rep), "")).set(latest)
+
+    def forget(self, scope: str, scope_id: str) -> None:
+        """Remove every series of one scope id (for a rep: also its info and last activity)."""
+        key = (scope, scope_id)
+        self._unexport(key)
+        self._figures.pop(key, None)
+        self._teams.pop(key, None)
+        if scope == "rep":
+            self._rep_names.pop(scope_id, None)
+            self._activity.pop(scope_id, None)
+
+    def forget_where(self, predicate: Callable[[str, str], bool]) -> int:
+        """Forget every scope id for which ``predicate(scope, id)`` holds; returns how many.
+
+        After a rebalance: ``forget_where(lambda scope, id: (scope, id) not in still_owned)``.
+        """
+        known = set(self._figures) | set(self._teams) | {("rep", rep) for rep in self._activity}
+        doomed = [key for key in known if predicate(*key)]
+        for scope, scope_id in doomed:
+            self.forget(scope, scope_id)
+        return len(doomed)
+
+    def _labels(self, key: tuple[str, str], metric: str, period_type: str) -> tuple[str, ...]:
+        scope, scope_id = key
+        return (scope, scope_id, self._teams.get(key, ""), metric, period_type)
+
+    def _set_team(self, key: tuple[str, str], team: str | None) -> None:
+        """Record the team label of a scope id, moving its series when the team changed."""
+        if team is None or self._teams.get(key) == team:
+            return
+        self._unexport(key)
+        self._teams[key] = team
+        for (metric, period_type), values in self._figures.get(key, {}).items():
+            labels = self._labels(key, metric, period_type)
+            for name, value in values.items():
+                self._gauges[name].labels(*labels).set(value)
+        scope, rep = key
+        if scope == "rep":
+            if rep in self._rep_names:
+                self._rep_info.labels(rep).info({"name": self._rep_names[rep], "team": team})
+            if rep in self._activity:
+                self._last_activity.labels(rep, team).set(self._activity[rep])
+
+    def _unexport(self, key: tuple[str, str]) -> None:
+        """Remove the series of a scope id from the gauges, keeping the remembered figures."""
+        for metric, period_type in self._figures.get(key, {}):
+            labels = self._labels(key, metric, period_type)
+            for gauge in self._gauges.values():
+                gauge.remove(*labels)
+        scope, rep = key
+        if scope == "rep":
+            self._rep_info.remove(rep)
+            self._last_activity.remove(rep, self._teams.get(key, ""))
+
+
+def _figure_value(name: str, raw: str) -> float:
+    if name == "status":
+        try:
+            return STATUS_CODES[raw]
+        except KeyError:
+            raise ValueError(f"unknown status {raw!r}") from None
+    return float(raw)
+
+
+QUOTAS: Final = QuotaExporter(REGISTRY)
+
+# --- pipeline health ------------------------------------------------------------------------
+
+EVENTS_PROCESSED: Final = Counter(
+    "spm_events_processed",
+    "Accepted events applied to the quota tables, by catalog event type.",
+    ["type"],
+    registry=REGISTRY,
+)
+EVENTS_REJECTED: Final = Counter(
+    "spm_events_rejected",
+    "Input messages sent to the dead-letter topic, by error code.",
+    ["reason"],
+    registry=REGISTRY,
+)
+EVENTS_IGNORED: Final = Counter(
+    "spm_events_ignored",
+    "Valid events no metric counts (or duplicates), by type; see IGNORED_TYPES for the label.",
+    ["type"],
+    registry=REGISTRY,
+)
+EVENT_TIME_LAG: Final = Histogram(
+    "spm_event_time_lag_seconds",
+    "Arrival time minus event time of accepted events.",
+    buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400, 30 * 86400),
+    registry=REGISTRY,
+)
+TABLE_KEYS: Final = Gauge(
+    "spm_table_keys", "Keys in the worker's local part of a table.", ["table"], registry=REGISTRY
+)
+CONSUMER_LAG: Final = Gauge(
+    "spm_consumer_lag_messages",
+    "Messages between the partition end and this worker's position.",
+    ["topic", "partition"],
+    registry=REGISTRY,
+)
+ALERTS_EMITTED: Final = Counter(
+    "spm_alerts_emitted",
+    "Status transitions published on the alerts topic.",
+    ["scope", "to_status"],
+    registry=REGISTRY,
+)
+WORKER_UP: Final = Gauge(
+    "spm_worker_up", "1 while the worker is started and owns its partitions.", registry=REGISTRY
+)
+SINK_ROWS_WRITTEN: Final = Counter(
+    "spm_sink_rows_written", "Rows inserted into ClickHouse.", ["table"], registry=REGISTRY
+)
+SINK_FAILURES: Final = Counter(
+    "spm_sink_failures", "Failed ClickHouse insert attempts.", ["table"], registry=REGISTRY
+)
+SINK_BATCH_ROWS: Final = Histogram(
+    "spm_sink_batch_rows",
+    "Rows per ClickHouse insert.",
+    buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000),
+    registry=REGISTRY,
+)
+SINK_LAG: Final = Gauge(
+    "spm_sink_lag_messages",
+    "Messages of a topic not yet written to ClickHouse.",
+    ["topic"],
+    registry=REGISTRY,
+)
+
+
+class BoundedLabel:
+    """Passes the first ``limit`` distinct values through and maps later ones to ``other``.
+
+    Event types of ignored events come from producers, not from the catalog; this keeps a
+    misbehaving producer from creating unbounded series.
+    """
+
+    def __init__(self, limit: int, other: str = "other") -> None:
+        self._limit = limit
+        self._other = other
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return self._other
+        self._seen.add(value)
+        return value
+
+
+IGNORED_TYPES: Final = BoundedLabel(limit=50)
+
+_FAUST_METRICS: Final = FaustMetrics.create(REGISTRY, "spm_faust")
+
+
+def faust_monitor() -> PrometheusMonitor:
+    """A Faust sensor recording Faust's own metrics (``spm_faust_*``) on :data:`REGISTRY`;
+    pass it as the app's ``monitor``."""
+    return PrometheusMonitor(metrics=_FAUST_METRICS)
+
+
+def render() -> bytes:
+    """The exposition text of :data:`REGISTRY` for the ``/metrics`` route."""
+    return generate_latest(REGISTRY)
