@@ -81,3 +81,16 @@ def status() -> None:
     report = _run("stack status", lambda: stack.status(settings))
     if any(part.state is not stack.State.RUNNING for part in report):
         raise typer.Exit(1)
+
+
+@app.command()
+def jars() -> None:
+    """Resolve the Kafka broker jars with Maven into the cache unless they are current."""
+    settings = get_settings()
+    try:
+        with console.status("resolving Kafka jars…"):
+            lib = stack.ensure_kafka_jars(settings)
+    except stack.StackError as exc:
+        error_console.print(f"[bold red]resolving Kafka jars failed:[/bold red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Kafka jars in {_shown(lib)}")

@@ -1,0 +1,60 @@
+# Developer entry points. `make test` is what CI runs (.ci/run); the local stack it starts is
+# left running for the next run (`make stack-down` stops it).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SPM := $(VENV)/bin/spm
+VENV_STAMP := $(VENV)/.installed-pyproject
+DURATION ?= 60
+
+# Commands the stack and the tests need, and the Debian packages that provide them.
+DEB_COMMANDS := prometheus prometheus-alertmanager promtool kcat docker-compose java mvn
+DEB_PACKAGES := prometheus prometheus-alertmanager kcat docker-compose default-jre-headless maven
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: venv deps kafka stack-up stack-down stack-status lint test demo bench
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps:
+	@missing=""; \
+	for cmd in $(DEB_COMMANDS); do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing; installing Debian packages"; \
+	  $(SUDO) apt-get update; \
+	  $(SUDO) apt-get install -y --no-install-recommends $(DEB_PACKAGES); \
+	fi
+
+kafka: venv
+	$(SPM) stack jars
+
+stack-up: venv deps kafka
+	$(SPM) stack up
+
+stack-down: venv
+	$(SPM) stack down
+
+stack-status: venv
+	$(SPM) stack status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: stack-up
+	$(VENV)/bin/pytest -q tests/
+
+demo: stack-up
+	$(SPM) stack status
+
+bench: stack-up
+	shopt -s nullglob; for script in bench/*.py; do $(PY) "$$script" --duration $(DURATION); done
