@@ -1,0 +1,1 @@
+"""Sinks: services that copy Kafka topics into stores (today ClickHouse history)."""

@@ -1,0 +1,229 @@
+"""A batching Kafka → store sink that loses no row and never holds up the live agents.
+
+The sink is a ``mode.Service`` with its own ``AIOKafkaConsumer`` in its own consumer group
+(``read_committed``, no auto-commit), so it can run inside the Faust worker
+(``app.service``) or on its own, and a slow or failing store only makes *its* lag grow.
+
+Delivery is at least once, made exact by the store: offsets are committed only after the
+rows of every message before them were written, and a crash between the write and the commit
+re-delivers messages whose rows the store collapses by their natural key (see
+``schemas/clickhouse``). A failed write is retried with exponential backoff (tenacity) until
+it succeeds or the service stops; mapping and writing run on one worker thread, so parsing a
+batch or a blocking driver never stalls the event loop.
+
+Subclasses say how messages become rows (:meth:`BatchingSink.map_batch`), how rows are
+written (:meth:`BatchingSink.write`) and, when they hold rows back on purpose, which offsets
+must not be committed yet (:meth:`BatchingSink.held_offsets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeAlias
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from mode import Service
+from tenacity import AsyncRetrying, RetryCallState, stop_after_delay, wait_exponential
+
+from streams.metrics import SINK_BATCH_ROWS, SINK_FAILURES, SINK_LAG, SINK_ROWS_WRITTEN
+
+Row: TypeAlias = Sequence[Any]
+RowsByTable: TypeAlias = dict[str, list[Row]]
+
+log = structlog.get_logger(__name__)
+
+
+class WriteAborted(Exception):
+    """A write was still failing when the service was asked to stop; nothing was committed."""
+
+
+class BatchingSink(Service):
+    """Consume ``topics``; write rows per ``batch_rows`` messages or ``batch_seconds``."""
+
+    wait_for_shutdown = True  # stop() waits for the loop's last flush and commit
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group_id: str,
+        topics: Sequence[str],
+        batch_rows: int,
+        batch_seconds: float,
+        retry_max_seconds: float = 30.0,
+        stop_flush_seconds: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bootstrap = bootstrap
+        self.group_id = group_id
+        self.topics = tuple(topics)
+        self.batch_rows = batch_rows
+        self.batch_seconds = batch_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self.stop_flush_seconds = stop_flush_seconds
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{group_id}-io")
+        self._consumer: AIOKafkaConsumer | None = None
+        self._buffer: list[ConsumerRecord] = []
+        self._consumed: dict[TopicPartition, int] = {}  # next offset after buffered messages
+        self._committed: dict[TopicPartition, int] = {}
+
+    # --- what a concrete sink provides (map_batch and write run on the worker thread) ------
+    def map_batch(self, records: Sequence[ConsumerRecord], *, final: bool) -> RowsByTable:
+        """Rows per table for ``records`` plus any held-back rows now due (all if ``final``)."""
+        raise NotImplementedError
+
+    def write(self, table: str, rows: list[Row]) -> None:
+        """Write ``rows`` to ``table``; raise on failure (the batch is retried whole)."""
+        raise NotImplementedError
+
+    def held_offsets(self) -> Mapping[TopicPartition, int]:
+        """Per partition, the offset of the oldest message whose rows are held back unwritten."""
+        return {}
+
+    # --- service life cycle ------------------------------------------------------------------
+    async def on_start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(self.topics, listener=_ForgetRevoked(self))
+        log.info("sink.started", group=self.group_id, topics=self.topics)
+
+    async def on_shutdown(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self._executor.shutdown(wait=True)
+
+    async def run_in_worker(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` on the sink's one worker thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    @Service.task
+    async def _consume(self) -> None:
+        assert self._consumer is not None
+        last_flush = time.monotonic()
+        try:
+            while not self.should_stop:
+                wait = max(0.0, self.batch_seconds - (time.monotonic() - last_flush))
+                batches = await self._consumer.getmany(
+                    timeout_ms=int(wait * 1000) + 1,
+                    max_records=max(1, self.batch_rows - len(self._buffer)),
+                )
+                for tp, records in batches.items():
+                    self._buffer.extend(records)
+                    self._consumed[tp] = records[-1].offset + 1
+                due = time.monotonic() - last_flush >= self.batch_seconds
+                if len(self._buffer) >= self.batch_rows or due:
+                    await self._flush(final=False)
+                    last_flush = time.monotonic()
+            await self._flush(final=True)
+        except WriteAborted:
+            log.warning("sink.stopped_uncommitted", group=self.group_id, buffered=len(self._buffer))
+        finally:
+            self.set_shutdown()
+
+    # --- one batch -----------------------------------------------------------------------------
+    async def _flush(self, *, final: bool) -> None:
+        records, self._buffer = self._buffer, []
+        rows_by_table: RowsByTable = await self.run_in_worker(
+            lambda: self.map_batch(records, final=final)
+        )
+        for table, rows in rows_by_table.items():
+            if rows:
+                await self._write_with_retry(table, rows, final=final)
+                SINK_ROWS_WRITTEN.labels(table).inc(len(rows))
+                SINK_BATCH_ROWS.observe(len(rows))
+        await self._commit()
+        self._report_lag()
+
+    async def _write_with_retry(self, table: str, rows: list[Row], *, final: bool) -> None:
+        """Retry until written; give up only when stopping (then nothing is committed)."""
+
+        def count_failure(state: RetryCallState) -> None:
+            SINK_FAILURES.labels(table).inc()
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "sink.write_failed",
+                table=table,
+                rows=len(rows),
+                attempt=state.attempt_number,
+                error=repr(error),
+            )
+
+        retrying = AsyncRetrying(
+            wait=wait_exponential(multiplier=0.1, max=self.retry_max_seconds),
+            stop=stop_after_delay(self.stop_flush_seconds) if final else self._stopping,
+            after=count_failure,
+            sleep=asyncio.sleep if final else self.sleep,
+            retry_error_callback=lambda state: _abort(table, state),
+        )
+        await retrying(self.run_in_worker, self.write, table, rows)
+
+    def _stopping(self, state: RetryCallState) -> bool:
+        return self.should_stop
+
+    async def _commit(self) -> None:
+        assert self._consumer is not None
+        held = self.held_offsets()
+        offsets = {
+            tp: min(offset, held.get(tp, offset))
+            for tp, offset in self._consumed.items()
+            if tp in self._consumer.assignment()
+        }
+        changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
+        if not changed:
+            return
+        try:
+            await self._consumer.commit(changed)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions; their messages come again and collapse.
+            log.warning("sink.commit_failed", group=self.group_id, error=repr(exc))
+            return
+        self._committed.update(changed)
+
+    def _report_lag(self) -> None:
+        assert self._consumer is not None
+        lag: dict[str, int] = dict.fromkeys(self.topics, 0)
+        for tp in self._consumer.assignment():
+            end = self._consumer.last_stable_offset(tp)
+            done = self._committed.get(tp)
+            if end is not None and done is not None:
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - done)
+        for topic, messages in lag.items():
+            SINK_LAG.labels(topic).set(messages)
+
+    def forget(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop buffered messages of revoked partitions: their new owner reads them again."""
+        lost = set(partitions)
+        self._buffer = [r for r in self._buffer if TopicPartition(r.topic, r.partition) not in lost]
+        for tp in lost:
+            self._consumed.pop(tp, None)
+            self._committed.pop(tp, None)
+
+
+def _abort(table: str, state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    raise WriteAborted(f"writing {table} still failed when stopping: {error!r}")
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):
+    def __init__(self, sink: BatchingSink) -> None:
+        self.sink = sink
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        self.sink.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        """Nothing to load: positions resume from the committed offsets."""
