@@ -290,6 +290,9 @@ def render_server_properties(settings: Settings, data_dir: Path) -> str:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # A restart after a crash waits for the old broker session to expire (default 9 s).
+        "broker.heartbeat.interval.ms": "500",
+        "broker.session.timeout.ms": "2500",
         "log.retention.hours": "168",
     }
     return "".join(f"{key}={value}\n" for key, value in props.items())

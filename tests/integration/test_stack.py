@@ -1,0 +1,270 @@
+"""The local stack end to end: Kafka, chDB and Prometheus answer, and up/down survive crashes.
+
+Lifecycle tests run on a second, isolated stack (own var dir, free ports) so they never stop
+the shared stack other test sessions may be using.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaTimeoutError
+from tenacity import Retrying, stop_after_delay, wait_fixed
+
+from streams import stack as local_stack
+from streams.clickhouse import close_clients, get_client
+from streams.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+
+def _create_topic(admin: KafkaAdminClient, name: str) -> None:
+    admin.create_topics([NewTopic(name, 1, 1)], wait_for_metadata=True)
+
+
+def _round_trip(bootstrap: str, topic: str, group: str, payload: bytes) -> list[tuple]:
+    """Produce one message and consume the topic from the start (bounded by 15 s)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        producer.send(topic, key=b"rep-1", value=payload, headers=[("h", b"1")]).get(timeout=15)
+    finally:
+        producer.close()
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=15_000,
+    )
+    try:
+        for message in consumer:
+            if message.value == payload:
+                return [(message.key, message.value, message.headers)]
+        return []
+    finally:
+        consumer.close()
+
+
+def _prometheus_lists(settings: Settings) -> tuple[set[str], set[str]]:
+    """(scrape URLs of job spm-worker, Alertmanager URLs) Prometheus reports, once present."""
+    base = f"http://127.0.0.1:{settings.prometheus_port}/api/v1"
+    for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.5), reraise=True):
+        with attempt:
+            targets = httpx.get(f"{base}/targets", timeout=5).json()["data"]["activeTargets"]
+            managers = httpx.get(f"{base}/alertmanagers", timeout=5).json()["data"]
+            worker = {t["scrapeUrl"] for t in targets if t["scrapePool"] == "spm-worker"}
+            alertmanagers = {m["url"] for m in managers["activeAlertmanagers"]}
+            assert worker
+            assert alertmanagers
+    return worker, alertmanagers
+
+
+def test_kafka_round_trip(stack: Settings, kafka_admin: KafkaAdminClient, unique_prefix: str):
+    settings = Settings(topic_prefix=unique_prefix, app_id=unique_prefix)
+    topic = settings.topic("roundtrip")
+    _create_topic(kafka_admin, topic)
+    payload = f"hello {unique_prefix}".encode()
+
+    received = _round_trip(stack.kafka_bootstrap, topic, f"{unique_prefix}-g", payload)
+
+    assert received == [(b"rep-1", payload, [("h", b"1")])]
+
+
+def test_topics_are_not_auto_created(
+    stack: Settings, kafka_admin: KafkaAdminClient, unique_prefix: str
+):
+    topic = f"{unique_prefix}.never-created"
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap, max_block_ms=2000)
+    try:
+        with pytest.raises(KafkaTimeoutError):
+            producer.send(topic, value=b"x").get(timeout=5)
+    finally:
+        producer.close(timeout=5)
+
+    assert topic not in kafka_admin.list_topics()
+
+
+@pytest.fixture
+def fresh_clickhouse() -> Iterator[None]:
+    """chDB opens one path per process: release any other path before and after the test."""
+    close_clients()
+    yield
+    close_clients()
+
+
+@pytest.mark.usefixtures("fresh_clickhouse")
+def test_clickhouse_round_trip(tmp_path: Path):
+    client = get_client(Settings(clickhouse_url=f"chdb://{tmp_path}/ch"))
+    client.command("CREATE TABLE probe (id UInt32, name String) ENGINE = MergeTree ORDER BY id")
+
+    client.insert("probe", [[2, "b"], [1, "a"]], column_names=["id", "name"])
+
+    assert client.query("SELECT id, name FROM probe ORDER BY id").result_rows == [
+        (1, "a"),
+        (2, "b"),
+    ]
+    assert (tmp_path / "ch").is_dir()
+
+
+def test_prometheus_scrapes_worker_and_alerts_to_alertmanager(stack: Settings):
+    worker, alertmanagers = _prometheus_lists(stack)
+
+    assert worker == {f"http://127.0.0.1:{stack.web_port}/metrics"}
+    assert alertmanagers == {f"http://127.0.0.1:{stack.alertmanager_port}/api/v2/alerts"}
+
+
+def test_up_is_idempotent(stack: Settings):
+    before = {part.name: part.pid for part in local_stack.status(stack)}
+
+    again = local_stack.up(stack)
+
+    assert {part.name: part.pid for part in again} == before
+    assert {part.detail for part in again} == {"already running"}
+    assert {part.state for part in local_stack.status(stack)} == {local_stack.State.RUNNING}
+
+
+# --- lifecycle on an isolated stack ----------------------------------------------------------
+
+
+def _free_ports(count: int) -> list[int]:
+    with ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of a second stack with its own var dir and ports; stopped after the module."""
+    kafka, controller, prometheus, alertmanager, web = _free_ports(5)
+    settings = Settings(
+        var_dir=tmp_path_factory.mktemp("isolated-var"),
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        kafka_bootstrap=f"127.0.0.1:{kafka}",
+        prometheus_port=prometheus,
+        alertmanager_port=alertmanager,
+        web_port=web,
+        stack_start_timeout=60,
+    )
+    yield settings
+    local_stack.down(settings)
+
+
+def _pids(settings: Settings) -> dict[str, int | None]:
+    return {part.name: part.pid for part in local_stack.status(settings)}
+
+
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # reap it if up() ran in this process
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_cold_up_down_up_keeps_data(isolated: Settings):
+    started = local_stack.up(isolated)
+    assert {part.detail for part in started} == {"started"}
+    assert (isolated.var_dir / "kafka" / "data" / "meta.properties").is_file()
+    worker, _ = _prometheus_lists(isolated)
+    assert worker == {f"http://127.0.0.1:{isolated.web_port}/metrics"}
+    admin = KafkaAdminClient(bootstrap_servers=isolated.kafka_bootstrap)
+    try:
+        _create_topic(admin, "kept.across.restart")
+    finally:
+        admin.close()
+    old_pids = [part.pid for part in started]
+
+    stopped = local_stack.down(isolated)
+
+    assert {part.state for part in stopped} == {local_stack.State.STOPPED}
+    assert {part.state for part in local_stack.status(isolated)} == {local_stack.State.STOPPED}
+    assert not list((isolated.var_dir / "run").glob("*.pid"))
+    for pid in old_pids:
+        assert pid is not None
+        _wait_dead(pid)
+
+    restarted = local_stack.up(isolated)
+
+    assert {part.detail for part in restarted} == {"started"}
+    assert not {part.pid for part in restarted} & set(old_pids)
+    admin = KafkaAdminClient(bootstrap_servers=isolated.kafka_bootstrap)
+    try:
+        assert "kept.across.restart" in admin.list_topics()
+    finally:
+        admin.close()
+    message = _round_trip(isolated.kafka_bootstrap, "kept.across.restart", "g", b"after")
+    assert message == [(b"rep-1", b"after", [("h", b"1")])]
+
+
+def test_up_after_crash_restarts_only_the_crashed_part(isolated: Settings):
+    local_stack.up(isolated)
+    before = _pids(isolated)
+    kafka_pid = before["kafka"]
+    assert kafka_pid is not None
+    os.killpg(kafka_pid, signal.SIGKILL)
+    _wait_dead(kafka_pid)
+    assert (isolated.var_dir / "run" / "kafka.pid").read_text().strip() == str(kafka_pid)
+    assert _pids(isolated)["kafka"] is None
+
+    report = {part.name: part for part in local_stack.up(isolated)}
+
+    assert report["kafka"].detail == "started"
+    assert report["kafka"].pid not in (None, kafka_pid)
+    assert report["prometheus"].pid == before["prometheus"]
+    assert report["alertmanager"].pid == before["alertmanager"]
+
+
+def test_pid_file_naming_an_unrelated_process_is_ignored(isolated: Settings):
+    local_stack.up(isolated)
+    old = _pids(isolated)["alertmanager"]
+    assert old is not None
+    os.killpg(old, signal.SIGKILL)
+    _wait_dead(old)
+    with subprocess.Popen(["sleep", "60"]) as bystander:
+        try:
+            pid_file = isolated.var_dir / "run" / "alertmanager.pid"
+            pid_file.write_text(f"{bystander.pid}\n")
+
+            report = {part.name: part for part in local_stack.up(isolated)}
+            local_stack.down(isolated)
+
+            assert report["alertmanager"].detail == "started"
+            assert report["alertmanager"].pid not in (None, old, bystander.pid)
+            assert bystander.poll() is None  # neither up nor down touched it
+        finally:
+            bystander.kill()
+
+
+def test_port_held_by_another_process_is_reported_before_any_launch(isolated: Settings):
+    local_stack.down(isolated)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", isolated.prometheus_port))
+        squatter.listen()
+
+        with pytest.raises(local_stack.StackError) as failure:
+            local_stack.up(isolated)
+        status = {part.name: part.state for part in local_stack.status(isolated)}
+
+    assert "prometheus" in str(failure.value)
+    assert f"127.0.0.1:{isolated.prometheus_port}" in str(failure.value)
+    assert status == {
+        "kafka": local_stack.State.STOPPED,
+        "alertmanager": local_stack.State.STOPPED,
+        "prometheus": local_stack.State.FOREIGN,
+    }
