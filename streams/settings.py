@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     sink_batch_seconds: float = Field(1.0, description="...or after this many seconds.")
     snapshot_interval: float = Field(60.0, description="Seconds between progress snapshots.")
 
+    # --- producer (CLI, demo) -------------------------------------------------------------
+    producer_linger_ms: int = Field(10, description="Producer waits this long to fill batches.")
+
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``activity`` or ``activity.dlq``."""
         return f"{self.topic_prefix}.{name}"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import stack
+from streams.cli import events, stack
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(stack.app, name="stack")
+app.command("emit")(events.emit)
+app.add_typer(events.quotas_app, name="quotas")
+app.add_typer(events.roster_app, name="roster")
+app.add_typer(events.teams_app, name="teams")
+app.add_typer(events.dlq_app, name="dlq")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,227 @@
+"""``spm emit``, ``spm quotas|roster|teams import`` and ``spm dlq replay``: feeding the pipeline.
+
+Every command validates with the engine before publishing and treats a batch as a whole:
+when any line or row is bad nothing is published (unless ``--skip-bad``), and every error
+names its line. Exit codes: 0 all published, 1 some rows skipped (``--skip-bad``) or letters
+still failing, 2 nothing published (bad usage, every row rejected, Kafka unreachable).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from kafka.errors import KafkaError
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+
+from streams.engine.errors import Invalid
+from streams.engine.imports import (
+    QuotaRow,
+    RosterRow,
+    TeamRow,
+    parse_quotas_csv,
+    parse_roster_csv,
+    parse_teams_csv,
+)
+from streams.producer import DeliveryError, EventProducer, read_event_lines
+from streams.replay import replay_dead_letters, replay_group
+from streams.rules import Rules
+from streams.settings import Settings, get_settings
+
+quotas_app = typer.Typer(help="Quota targets (compacted topic spm.quotas).", no_args_is_help=True)
+roster_app = typer.Typer(help="Reps and their teams (topic spm.roster).", no_args_is_help=True)
+teams_app = typer.Typer(help="The team tree (topic spm.roster).", no_args_is_help=True)
+dlq_app = typer.Typer(help="Dead letters (topic spm.activity.dlq).", no_args_is_help=True)
+console = Console(highlight=False)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_SOME_BAD, EXIT_NOTHING_SENT = 0, 1, 2
+MAX_ERRORS_SHOWN = 50
+PROGRESS_FROM_ROWS = 1000  # shorter batches finish before a bar is worth drawing
+
+Row = TypeVar("Row")
+SkipBad = Annotated[
+    bool, typer.Option("--skip-bad", help="Publish the valid rows even if some are bad (exit 1).")
+]
+CsvFile = Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file with a header row.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    error_console.print(f"[bold red]{message}[/bold red]")
+    return typer.Exit(EXIT_NOTHING_SENT)
+
+
+def _report_errors(errors: Sequence[Invalid]) -> None:
+    """One line per error: ``code: line N: message`` (the message names the line)."""
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        error_console.print(f"[red]{error.code}[/red]: {error.message}")
+    if len(errors) > MAX_ERRORS_SHOWN:
+        error_console.print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors")
+
+
+def _verdict(good: int, bad: int, skip_bad: bool, noun: str) -> int:
+    """The exit code a batch will end with; raises Exit(2) when nothing may be sent."""
+    if bad and not skip_bad:
+        raise _fail(f"{bad} bad {noun}: nothing published (--skip-bad publishes the rest)")
+    if not good:
+        raise _fail(f"no valid {noun}: nothing published")
+    return EXIT_SOME_BAD if bad else EXIT_OK
+
+
+def _progress(rows: Sequence[Row], description: str) -> Iterable[Row]:
+    return track(
+        rows,
+        description=description,
+        console=error_console,
+        disable=len(rows) < PROGRESS_FROM_ROWS,
+        transient=True,
+    )
+
+
+def _summary(verb: str, count: int, noun: str, topic: str, skipped: int) -> None:
+    tail = f", skipped {skipped} bad" if skipped else ""
+    console.print(f"{verb} {count} {noun} to {topic}{tail}")
+
+
+@contextmanager
+def _producer(settings: Settings) -> Iterator[EventProducer]:
+    """A producer whose failures (broker down, sends refused) end the command with exit 2."""
+    try:
+        with EventProducer(settings) as producer:
+            yield producer
+    except (DeliveryError, KafkaError) as exc:
+        raise _fail(f"Kafka at {settings.kafka_bootstrap} failed: {exc}") from None
+
+
+def _read_source(source: str) -> str:
+    """The text of a file argument, or of standard input for ``-``."""
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        raise _fail(f"no such file: {source}")
+    return path.read_text(encoding="utf-8")
+
+
+def emit(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="EVENT_JSON_OR_FILE",
+            help="One event as JSON, a JSON-lines file (one event per line), or - for stdin.",
+        ),
+    ],
+    skip_bad: SkipBad = False,
+) -> None:
+    """Validate events with the engine and send them to spm.activity."""
+    settings = get_settings()
+    lines = [source] if source.lstrip().startswith("{") else _read_source(source).splitlines()
+    accepted, errors = read_event_lines(lines, Rules.from_settings(settings).decoder)
+    _report_errors(errors)
+    code = _verdict(len(accepted), len(errors), skip_bad, "events")
+    with _producer(settings) as producer:
+        for line in _progress(accepted, "Sending events"):
+            producer.send_valid(line.raw, line.event)
+    _summary("sent", len(accepted), "events", settings.topic("activity"), len(errors))
+    raise typer.Exit(code)
+
+
+def _import(
+    file: Path,
+    parse: Callable[[str, Rules], tuple[list[Row], list[Invalid]]],
+    publish: Callable[[EventProducer, Iterable[Row]], int],
+    topic: str,
+    noun: str,
+    skip_bad: bool,
+) -> None:
+    """The shared shape of the CSV imports: parse everything, report, publish all or none."""
+    settings = get_settings()
+    if not file.is_file():
+        raise _fail(f"no such file: {file}")
+    rows, errors = parse(file.read_text(encoding="utf-8"), Rules.from_settings(settings))
+    _report_errors(errors)
+    code = _verdict(len(rows), len(errors), skip_bad, noun)
+    with _producer(settings) as producer:
+        publish(producer, _progress(rows, f"Publishing {noun}"))
+    _summary("published", len(rows), noun, settings.topic(topic), len(errors))
+    raise typer.Exit(code)
+
+
+@quotas_app.command("import")
+def import_quotas(file: CsvFile, skip_bad: SkipBad = False) -> None:
+    """Import targets: scope,scope_id,metric,period,target[,effective_from]."""
+
+    def parse(text: str, rules: Rules) -> tuple[list[QuotaRow], list[Invalid]]:
+        return parse_quotas_csv(text, catalog=rules.catalog, calendar=rules.calendar)
+
+    _import(file, parse, EventProducer.publish_quotas, "quotas", "quotas", skip_bad)
+
+
+@roster_app.command("import")
+def import_roster(file: CsvFile, skip_bad: SkipBad = False) -> None:
+    """Import reps and their teams: rep_id,name,team_id[,effective_from]."""
+
+    def parse(text: str, rules: Rules) -> tuple[list[RosterRow], list[Invalid]]:
+        return parse_roster_csv(text, tz=rules.calendar.tz)
+
+    _import(file, parse, EventProducer.publish_roster, "roster", "reps", skip_bad)
+
+
+@teams_app.command("import")
+def import_teams(file: CsvFile, skip_bad: SkipBad = False) -> None:
+    """Import the team tree: team_id,name,parent_id (empty parent_id: a root team)."""
+
+    def parse(text: str, rules: Rules) -> tuple[list[TeamRow], list[Invalid]]:
+        return parse_teams_csv(text)
+
+    _import(file, parse, EventProducer.publish_teams, "roster", "teams", skip_bad)
+
+
+@dlq_app.command("replay")
+def replay(
+    since_offset: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Start at this offset in every partition (default: after the last replay)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Read at most this many letters.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report: send nothing, commit nothing.")
+    ] = False,
+) -> None:
+    """Re-validate dead letters and re-submit those that now pass (e.g. after a catalog fix)."""
+    settings = get_settings()
+    with _producer(settings) as producer:
+        try:
+            report = replay_dead_letters(
+                producer, since_offset=since_offset, limit=limit, dry_run=dry_run
+            )
+        except ValueError as exc:
+            raise _fail(f"dlq replay: {exc}") from None
+    verb = "would replay" if dry_run else "replayed"
+    console.print(
+        f"read {report.read} letters from {settings.topic('activity.dlq')} "
+        f"(group {replay_group(settings.app_id)}): {verb} {report.replayed}, "
+        f"still failing {len(report.failing)}"
+    )
+    if report.failing:
+        table = Table(title="still failing", title_justify="left")
+        for column in ("reason", "letters", "first at (partition/offset)", "message"):
+            table.add_column(column)
+        for code, count in report.reasons().most_common():
+            first = next(f for f in report.failing if f.reason.code == code)
+            field = f" {first.reason.path}" if first.reason.path else ""
+            table.add_row(
+                code, str(count), f"{first.partition}/{first.offset}{field}", first.reason.message
+            )
+        console.print(table)
+    raise typer.Exit(EXIT_SOME_BAD if report.failing else EXIT_OK)
