@@ -10,6 +10,7 @@ cached per DSN: the worker, its sink and its API share one engine handle.
 from __future__ import annotations
 
 import threading
+from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver import Client
@@ -37,3 +38,12 @@ def close_clients() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+
+
+def shown_dsn(settings: Settings) -> str:
+    """The DSN for messages and logs, its password masked."""
+    parts = urlsplit(settings.clickhouse_dsn)
+    if parts.password is None:
+        return settings.clickhouse_dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))

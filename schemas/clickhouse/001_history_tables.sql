@@ -4,6 +4,9 @@
 -- collapses into the row it repeats. Duplicates remain visible until a merge, so exact queries
 -- (streams/history.py) read with FINAL or with duplicate-insensitive aggregates (argMax).
 -- Kafka timestamps, not insert times, fill the time columns, so a repeat is byte-identical.
+-- Money and figures are Decimal(76, 38): the engine computes in 28 significant digits (a
+-- converted amount may carry 26 decimals), and this type holds every such value exactly, so
+-- history equals the live tables to the last digit.
 
 -- Accepted events from topic spm.events (canonical JSON of streams.engine.events.Event).
 -- Partitioned by month of event time; an event's time never changes, so its duplicates
@@ -16,9 +19,9 @@ CREATE TABLE IF NOT EXISTS activity_events
     time            DateTime64(3, 'UTC'),
     rep_id          String,
     deal_id         Nullable(String),
-    amount          Nullable(Decimal(38, 10)),
+    amount          Nullable(Decimal(76, 38)),
     currency        LowCardinality(Nullable(String)),
-    amount_base     Nullable(Decimal(38, 10)),
+    amount_base     Nullable(Decimal(76, 38)),
     splits          Nullable(String) COMMENT 'JSON array of {"rep_id","share"}',
     data            String COMMENT 'the original CloudEvents data object, JSON',
     ingest_time     DateTime64(3, 'UTC') COMMENT 'when the pipeline accepted it (Kafka timestamp)',
@@ -61,13 +64,13 @@ CREATE TABLE IF NOT EXISTS progress_snapshots
     period      LowCardinality(String),
     period_type LowCardinality(String),
     as_of       DateTime64(3, 'UTC'),
-    value       Decimal(38, 10),
-    target      Nullable(Decimal(38, 10)),
-    attainment  Nullable(Decimal(38, 10)),
-    expected    Nullable(Decimal(38, 10)),
-    pace        Nullable(Decimal(38, 10)),
-    `projection` Nullable(Decimal(38, 10)),
-    gap         Nullable(Decimal(38, 10)),
+    value       Decimal(76, 38),
+    target      Nullable(Decimal(76, 38)),
+    attainment  Nullable(Decimal(76, 38)),
+    expected    Nullable(Decimal(76, 38)),
+    pace        Nullable(Decimal(76, 38)),
+    `projection` Nullable(Decimal(76, 38)),
+    gap         Nullable(Decimal(76, 38)),
     status      LowCardinality(Nullable(String))
 )
 ENGINE = ReplacingMergeTree
@@ -80,16 +83,16 @@ CREATE TABLE IF NOT EXISTS alerts
     alert_id    String,
     scope       LowCardinality(String),
     id          String,
-    name        String,
+    name        Nullable(String),
     team_id     Nullable(String),
     metric      LowCardinality(String),
     period      LowCardinality(String),
     from_status LowCardinality(Nullable(String)),
     to_status   LowCardinality(String),
-    value       Nullable(Decimal(38, 10)),
-    target      Nullable(Decimal(38, 10)),
-    pace        Nullable(Decimal(38, 10)),
-    gap         Nullable(Decimal(38, 10)),
+    value       Nullable(Decimal(76, 38)),
+    target      Nullable(Decimal(76, 38)),
+    pace        Nullable(Decimal(76, 38)),
+    gap         Nullable(Decimal(76, 38)),
     at          DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
@@ -105,7 +108,7 @@ CREATE TABLE IF NOT EXISTS quota_history
     scope_id        String,
     metric          LowCardinality(String),
     period          LowCardinality(String),
-    target          Nullable(Decimal(38, 10)),
+    target          Nullable(Decimal(76, 38)),
     effective_from  Nullable(Date),
     deleted         UInt8,
     recorded_at     DateTime64(3, 'UTC') COMMENT 'Kafka timestamp of the change',

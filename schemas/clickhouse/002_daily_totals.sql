@@ -7,8 +7,11 @@
 -- every inserted block, duplicates included, so a sum or count would double a re-delivered
 -- row. argMax(x, as_of) is insensitive to duplicates (a repeated snapshot has the same as_of
 -- and the same figures), so the merged state equals the state of the deduplicated base table.
+-- The figures travel as one tuple because argMax skips NULL arguments: a target removed
+-- (NULL) must win over an older target, and a tuple is never NULL.
 -- Team attribution, deal splits and retractions are the live engine's work and arrive here
--- already applied in its progress figures. Read with argMaxMerge(value_state) ... GROUP BY the key.
+-- already applied in its progress figures. Read with
+--   SELECT day, argMaxMerge(figures_state).value ... FROM daily_totals WHERE ... GROUP BY day
 CREATE TABLE IF NOT EXISTS daily_totals
 (
     scope       LowCardinality(String),
@@ -17,9 +20,10 @@ CREATE TABLE IF NOT EXISTS daily_totals
     period      LowCardinality(String),
     period_type LowCardinality(String),
     day         Date,
-    value_state  AggregateFunction(argMax, Decimal(38, 10), DateTime64(3, 'UTC')),
-    target_state AggregateFunction(argMax, Nullable(Decimal(38, 10)), DateTime64(3, 'UTC')),
-    last_as_of   SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+    figures_state AggregateFunction(
+        argMax, Tuple(value Decimal(76, 38), target Nullable(Decimal(76, 38))), DateTime64(3, 'UTC')
+    ),
+    last_as_of    SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
@@ -33,8 +37,8 @@ SELECT
     period,
     period_type,
     toDate(as_of) AS day,
-    argMaxState(value, as_of) AS value_state,
-    argMaxState(target, as_of) AS target_state,
+    argMaxState(CAST((value, target), 'Tuple(value Decimal(76, 38), target Nullable(Decimal(76, 38)))'), as_of)
+        AS figures_state,
     max(as_of) AS last_as_of
 FROM progress_snapshots
 GROUP BY scope, id, metric, period, period_type, day;

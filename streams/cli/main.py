@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import events, stack
+from streams.cli import db, events, stack
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(stack.app, name="stack")
+app.add_typer(db.app, name="db")
 app.command("emit")(events.emit)
 app.add_typer(events.quotas_app, name="quotas")
 app.add_typer(events.roster_app, name="roster")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
 
@@ -47,6 +47,7 @@ class BatchingSink(Service):
     """Consume ``topics``; write rows per ``batch_rows`` messages or ``batch_seconds``."""
 
     wait_for_shutdown = True  # stop() waits for the loop's last flush and commit
+    prepare_label = "prepare"  # the failure metric's label for failed prepare() attempts
 
     def __init__(
         self,
@@ -87,6 +88,9 @@ class BatchingSink(Service):
         """Per partition, the offset of the oldest message whose rows are held back unwritten."""
         return {}
 
+    def prepare(self) -> None:
+        """Runs before the first batch, retried like a write (e.g. schema, warm state)."""
+
     # --- service life cycle ------------------------------------------------------------------
     async def on_start(self) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -113,8 +117,9 @@ class BatchingSink(Service):
     @Service.task
     async def _consume(self) -> None:
         assert self._consumer is not None
-        last_flush = time.monotonic()
         try:
+            await self._retry(self.prepare_label, self.prepare, final=False)
+            last_flush = time.monotonic()
             while not self.should_stop:
                 wait = max(0.0, self.batch_seconds - (time.monotonic() - last_flush))
                 batches = await self._consumer.getmany(
@@ -142,24 +147,21 @@ class BatchingSink(Service):
         )
         for table, rows in rows_by_table.items():
             if rows:
-                await self._write_with_retry(table, rows, final=final)
+                await self._retry(table, self.write, table, rows, final=final)
                 SINK_ROWS_WRITTEN.labels(table).inc(len(rows))
                 SINK_BATCH_ROWS.observe(len(rows))
         await self._commit()
         self._report_lag()
 
-    async def _write_with_retry(self, table: str, rows: list[Row], *, final: bool) -> None:
-        """Retry until written; give up only when stopping (then nothing is committed)."""
+    async def _retry(self, what: str, fn: Callable[..., None], *args: Any, final: bool) -> None:
+        """Run ``fn`` on the worker thread until it succeeds; give up only when stopping (a
+        final flush tries for ``stop_flush_seconds``), and then nothing is committed."""
 
         def count_failure(state: RetryCallState) -> None:
-            SINK_FAILURES.labels(table).inc()
+            SINK_FAILURES.labels(what).inc()
             error = state.outcome.exception() if state.outcome else None
             log.warning(
-                "sink.write_failed",
-                table=table,
-                rows=len(rows),
-                attempt=state.attempt_number,
-                error=repr(error),
+                "sink.write_failed", what=what, attempt=state.attempt_number, error=repr(error)
             )
 
         retrying = AsyncRetrying(
@@ -167,9 +169,9 @@ class BatchingSink(Service):
             stop=stop_after_delay(self.stop_flush_seconds) if final else self._stopping,
             after=count_failure,
             sleep=asyncio.sleep if final else self.sleep,
-            retry_error_callback=lambda state: _abort(table, state),
+            retry_error_callback=lambda state: _abort(what, state),
         )
-        await retrying(self.run_in_worker, self.write, table, rows)
+        await retrying(self.run_in_worker, fn, *args)
 
     def _stopping(self, state: RetryCallState) -> bool:
         return self.should_stop
@@ -213,9 +215,9 @@ class BatchingSink(Service):
             self._committed.pop(tp, None)
 
 
-def _abort(table: str, state: RetryCallState) -> None:
+def _abort(what: str, state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
-    raise WriteAborted(f"writing {table} still failed when stopping: {error!r}")
+    raise WriteAborted(f"{what} still failed when stopping: {error!r}")
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -75,17 +75,11 @@ DLQ_HEADERS = (
     "spm-source-partition",
     "spm-source-offset",
 )
-_SCALE = Decimal("1e-10")  # the scale of every Decimal(38, 10) column
 
 
 # --- value conversions ------------------------------------------------------------------------
 def decimal_or_none(text: str | None) -> Decimal | None:
-    """A wire decimal at the columns' scale, so figures compare equal to what was stored."""
-    if text is None:
-        return None
-    with localcontext() as ctx:
-        ctx.prec = 38
-        return Decimal(text).quantize(_SCALE)
+    return None if text is None else Decimal(text)
 
 
 def instant(text: str) -> datetime:
@@ -330,7 +324,8 @@ class ClickHouseSink(BatchingSink):
 
     ``client_provider`` (default ``get_client(settings)``) is asked for the client before
     every insert attempt, so a client that could not connect is retried like a failed insert.
-    On first start it applies the migrations and reads the newest snapshots.
+    Before the first batch it applies the migrations (labelled ``schema_migrations`` in the
+    failure metric when ClickHouse is down) and reads the newest stored snapshots.
     """
 
     def __init__(
@@ -367,10 +362,9 @@ class ClickHouseSink(BatchingSink):
             **kwargs,
         )
 
-    async def on_first_start(self) -> None:
-        await self.run_in_worker(self._prepare)
+    prepare_label = "schema_migrations"
 
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         client = self.client_provider()
         migrate(client)
         rows = client.query(LATEST_SNAPSHOTS).result_rows
