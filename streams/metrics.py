@@ -64,8 +64,8 @@ _FIGURE_HELP: Final = {
     "value": "Value of the metric so far in the current period.",
     "target": "Target of the metric for the current period.",
     "attainment": "value / target (1.0 = target reached).",
-    "expected": "Value expected by now if progress were linear over the period.",
-    "pace": "value / expected (below 1.0 = behind the linear pace).",
+    "expected": "Elapsed fraction of the period (0..1); target × expected is due by now.",
+    "pace": "attainment / expected (below 1.0 = behind the pace the target needs).",
     "status": "0 = on_track, 1 = at_risk, 2 = behind.",
 }
 
