@@ -122,18 +122,17 @@ LIMIT {limit:UInt32}
 
 # A dead letter produced twice may fall into two monthly partitions: deduplicate by identity.
 REJECTED_BY_REASON_SQL = """
-SELECT error_code, count() AS events, min(rejected_at) AS first_at, max(rejected_at) AS last_at,
-       argMax(error_message, rejected_at) AS example
+SELECT code AS error_code, count() AS events, min(first_rejected) AS first_at,
+       max(first_rejected) AS last_at, argMax(message, first_rejected) AS example
 FROM (
-    SELECT source_topic, source_partition, source_offset,
-           argMin(error_code, rejected_at) AS error_code,
-           argMin(error_message, rejected_at) AS error_message,
-           min(rejected_at) AS rejected_at
+    SELECT argMin(error_code, rejected_at) AS code,
+           argMin(error_message, rejected_at) AS message,
+           min(rejected_at) AS first_rejected
     FROM rejected_events
     GROUP BY source_topic, source_partition, source_offset
 )
-WHERE rejected_at >= {since:DateTime64(3, 'UTC')}
-GROUP BY error_code
+WHERE first_rejected >= {since:DateTime64(3, 'UTC')}
+GROUP BY code
 ORDER BY events DESC, error_code
 """
 
@@ -374,8 +373,11 @@ def latest_progress(
     ]
 
 
-def replay_events(client: Client, since: datetime | None = None) -> Iterator[bytes]:
-    """Accepted events (deduplicated) in event-time order, as canonical ``spm.events`` JSON."""
+def replay_events(
+    client: Client, since: datetime | None = None, *, page: int = REPLAY_PAGE
+) -> Iterator[bytes]:
+    """Accepted events (deduplicated) in event-time order, as canonical ``spm.events`` JSON
+    (equal values; decimals written without trailing zeros), read ``page`` rows per query."""
     after: tuple[datetime, str, str] = (EPOCH - timedelta(milliseconds=1), "", "")
     while True:
         rows = client.query(
@@ -385,12 +387,12 @@ def replay_events(client: Client, since: datetime | None = None) -> Iterator[byt
                 "after_time": after[0],
                 "after_source": after[1],
                 "after_id": after[2],
-                "limit": REPLAY_PAGE,
+                "limit": page,
             },
         ).result_rows
         for row in rows:
             yield _event(row).to_json()
-        if len(rows) < REPLAY_PAGE:
+        if len(rows) < page:
             return
         after = (rows[-1][3], rows[-1][0], rows[-1][1])
 
