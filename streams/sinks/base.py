@@ -74,6 +74,7 @@ class BatchingSink(Service):
         self._buffer: list[ConsumerRecord] = []
         self._consumed: dict[TopicPartition, int] = {}  # next offset after buffered messages
         self._committed: dict[TopicPartition, int] = {}
+        self.prepared = asyncio.Event()  # set once prepare() succeeded (health, tests)
 
     # --- what a concrete sink provides (map_batch and write run on the worker thread) ------
     def map_batch(self, records: Sequence[ConsumerRecord], *, final: bool) -> RowsByTable:
@@ -119,6 +120,7 @@ class BatchingSink(Service):
         assert self._consumer is not None
         try:
             await self._retry(self.prepare_label, self.prepare, final=False)
+            self.prepared.set()
             last_flush = time.monotonic()
             while not self.should_stop:
                 wait = max(0.0, self.batch_seconds - (time.monotonic() - last_flush))
