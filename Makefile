@@ -7,7 +7,9 @@ SHELL := bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SPM := $(VENV)/bin/spm
+# The stack CLI alone (not the whole `spm` app), so the stack starts even while other code
+# does not import.
+STACK := $(PY) -m streams.cli.stack
 VENV_STAMP := $(VENV)/.installed-pyproject
 DURATION ?= 60
 
@@ -35,16 +37,16 @@ deps:
 	fi
 
 kafka: venv
-	$(SPM) stack jars
+	$(STACK) jars
 
 stack-up: venv deps kafka
-	$(SPM) stack up
+	$(STACK) up
 
 stack-down: venv
-	$(SPM) stack down
+	$(STACK) down
 
 stack-status: venv
-	$(SPM) stack status
+	$(STACK) status
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -54,7 +56,7 @@ test: stack-up
 	$(VENV)/bin/pytest -q tests/
 
 demo: stack-up
-	$(SPM) stack status
+	$(STACK) status
 
 bench: stack-up
 	shopt -s nullglob; for script in bench/*.py; do $(PY) "$$script" --duration $(DURATION); done

@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -50,7 +51,7 @@ HOST = "127.0.0.1"
 KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 PROBE_TIMEOUT = 2.0  # seconds one readiness probe may take
-LOG_TAIL_LINES = 25
+LOG_TAIL_LINES = 30
 MAVEN_TIMEOUT = 900.0
 
 
@@ -161,8 +162,11 @@ class Kafka(Part):
         except subprocess.TimeoutExpired as exc:
             raise StackError(f"kafka: formatting {self.data_dir} timed out") from exc
         if done.returncode != 0:
+            output = self.home / "format.log"
+            output.write_text(done.stdout + done.stderr)
             raise StackError(
-                f"kafka: formatting storage {self.data_dir} failed:\n{done.stdout}{done.stderr}"
+                f"kafka: formatting storage {self.data_dir} failed; last lines of {output}:\n"
+                f"{log_tail(output)}"
             )
 
     def _java(self, lib: Path) -> list[str]:
@@ -407,8 +411,8 @@ def _port_owner(port: int) -> str:
     done = subprocess.run(
         [ss, "-H", "-ltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
     )
-    users = [field for field in done.stdout.split() if "pid=" in field]
-    return users[0] if users else "unknown process"
+    found = re.search(r'\("([^"]+)",pid=(\d+)', done.stdout)  # users:(("java",pid=42,fd=95))
+    return f"{found[1]} (pid {found[2]})" if found else "unknown process"
 
 
 def _busy_ports(part: Part) -> list[int]:

@@ -30,10 +30,10 @@ def _shown(path: Path) -> str:
 
 
 def _table(title: str, report: list[stack.PartStatus]) -> Table:
-    table = Table(title=title, title_justify="left")
+    log_dir = _shown(report[0].log_file.parent)
+    table = Table(title=title, title_justify="left", caption=f"logs: {log_dir}/<part>.log")
     for column in ("part", "state", "pid", "address"):
         table.add_column(column, no_wrap=True)
-    table.add_column("log", overflow="fold")
     table.add_column("detail", overflow="fold")
     for part in report:
         style = STATE_STYLES[part.state]
@@ -42,7 +42,6 @@ def _table(title: str, report: list[stack.PartStatus]) -> Table:
             f"[{style}]{part.state}[/{style}]",
             str(part.pid or "-"),
             part.address,
-            _shown(part.log_file),
             part.detail,
         )
     return table
@@ -94,3 +93,7 @@ def jars() -> None:
         error_console.print(f"[bold red]resolving Kafka jars failed:[/bold red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"Kafka jars in {_shown(lib)}")
+
+
+if __name__ == "__main__":
+    app()

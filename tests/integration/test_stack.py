@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -212,13 +213,19 @@ def test_cold_up_down_up_keeps_data(isolated: Settings):
     assert message == [(b"rep-1", b"after", [("h", b"1")])]
 
 
+def _crash(settings: Settings, name: str) -> int:
+    """SIGKILL a part as a crash would, leaving its pid file behind; return the dead pid."""
+    pid = _pids(settings)[name]
+    assert pid is not None, f"{name} is not running"
+    os.killpg(pid, signal.SIGKILL)
+    _wait_dead(pid)
+    return pid
+
+
 def test_up_after_crash_restarts_only_the_crashed_part(isolated: Settings):
     local_stack.up(isolated)
     before = _pids(isolated)
-    kafka_pid = before["kafka"]
-    assert kafka_pid is not None
-    os.killpg(kafka_pid, signal.SIGKILL)
-    _wait_dead(kafka_pid)
+    kafka_pid = _crash(isolated, "kafka")
     assert (isolated.var_dir / "run" / "kafka.pid").read_text().strip() == str(kafka_pid)
     assert _pids(isolated)["kafka"] is None
 
@@ -232,27 +239,48 @@ def test_up_after_crash_restarts_only_the_crashed_part(isolated: Settings):
 
 def test_pid_file_naming_an_unrelated_process_is_ignored(isolated: Settings):
     local_stack.up(isolated)
-    old = _pids(isolated)["alertmanager"]
-    assert old is not None
-    os.killpg(old, signal.SIGKILL)
-    _wait_dead(old)
+    old = _crash(isolated, "alertmanager")
     with subprocess.Popen(["sleep", "60"]) as bystander:
         try:
-            pid_file = isolated.var_dir / "run" / "alertmanager.pid"
-            pid_file.write_text(f"{bystander.pid}\n")
+            (isolated.var_dir / "run" / "alertmanager.pid").write_text(f"{bystander.pid}\n")
+            seen = {part.name: part for part in local_stack.status(isolated)}
 
             report = {part.name: part for part in local_stack.up(isolated)}
-            local_stack.down(isolated)
 
+            assert seen["alertmanager"].state is local_stack.State.STOPPED
             assert report["alertmanager"].detail == "started"
             assert report["alertmanager"].pid not in (None, old, bystander.pid)
-            assert bystander.poll() is None  # neither up nor down touched it
+            assert bystander.poll() is None
         finally:
             bystander.kill()
 
 
+def test_part_that_dies_on_start_is_reported_with_its_log(isolated: Settings):
+    local_stack.up(isolated)
+    _crash(isolated, "alertmanager")
+    storage = isolated.var_dir / "alertmanager" / "data"
+    shutil.rmtree(storage)
+    storage.write_text("a file where Alertmanager wants its storage directory")
+    try:
+        with pytest.raises(local_stack.StackError) as failure:
+            local_stack.up(isolated)
+    finally:
+        storage.unlink()
+    status = {part.name: part.state for part in local_stack.status(isolated)}
+
+    message = str(failure.value)
+    assert message.startswith("alertmanager (pid ")
+    assert "exited during start-up" in message
+    assert str(isolated.var_dir / "log" / "alertmanager.log") in message
+    assert "not a directory" in message  # the log tail carries the cause
+    assert status["alertmanager"] is local_stack.State.STOPPED
+    assert status["kafka"] is local_stack.State.RUNNING
+
+
 def test_port_held_by_another_process_is_reported_before_any_launch(isolated: Settings):
-    local_stack.down(isolated)
+    local_stack.up(isolated)
+    _crash(isolated, "alertmanager")
+    _crash(isolated, "prometheus")
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", isolated.prometheus_port))
         squatter.listen()
@@ -261,10 +289,28 @@ def test_port_held_by_another_process_is_reported_before_any_launch(isolated: Se
             local_stack.up(isolated)
         status = {part.name: part.state for part in local_stack.status(isolated)}
 
-    assert "prometheus" in str(failure.value)
+    assert str(failure.value).startswith("prometheus: port in use")
     assert f"127.0.0.1:{isolated.prometheus_port}" in str(failure.value)
     assert status == {
-        "kafka": local_stack.State.STOPPED,
-        "alertmanager": local_stack.State.STOPPED,
+        "kafka": local_stack.State.RUNNING,
+        "alertmanager": local_stack.State.STOPPED,  # not launched: the check came first
         "prometheus": local_stack.State.FOREIGN,
     }
+
+
+def test_down_stops_only_processes_the_stack_started(isolated: Settings):
+    local_stack.up(isolated)
+    _crash(isolated, "alertmanager")
+    with subprocess.Popen(["sleep", "60"]) as bystander:
+        try:
+            (isolated.var_dir / "run" / "alertmanager.pid").write_text(f"{bystander.pid}\n")
+
+            report = {part.name: part for part in local_stack.down(isolated)}
+
+            assert bystander.poll() is None
+            assert report["alertmanager"].detail == "was not running"
+            assert report["kafka"].detail.startswith("stopped pid ")
+            assert report["prometheus"].detail.startswith("stopped pid ")
+            assert not list((isolated.var_dir / "run").glob("*.pid"))
+        finally:
+            bystander.kill()
