@@ -430,8 +430,7 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def _launch(part: Part) -> int:
     """Start ``part`` detached (own session, so it outlives the CLI); return its pid."""
-    binary = shutil.which(part.binary)
-    if binary is None:
+    if shutil.which(part.binary) is None:
         raise StackError(f"{part.name}: `{part.binary}` not found on PATH; run `make deps`")
     part.prepare()
     part.log_file.parent.mkdir(parents=True, exist_ok=True)
