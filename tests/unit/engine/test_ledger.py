@@ -77,10 +77,13 @@ def test_split_parts_sum_exactly_with_remainder_to_last_rep() -> None:
 
 
 def test_rounded_products_still_sum_to_the_whole() -> None:
-    amount = "1234567890123456789.123456789"  # 28 digits: products get rounded
-    deal = won("w", "D", "x", utc(2026, 11, 1), amount, {"a": "0.123456789", "b": "0.876543211"})
-    parts = _credited([deal])
+    amount = "25446067614772125637216482.29"  # 28 digits: the share products get rounded
+    shares = {"a": "0.3333", "b": "0.3333", "c": "0.3334"}
+    naive = sum(Decimal(amount) * Decimal(s) for s in shares.values())
+    assert naive != Decimal(amount)  # the pitfall the remainder rule avoids
+    parts = _credited([won("w", "D", "x", utc(2026, 11, 1), amount, shares)])
     assert sum((c.amount for c in parts), Decimal(0)) == Decimal(amount)
+    assert parts[0].amount == parts[1].amount == Decimal(amount) * Decimal("0.3333")
 
 
 def test_merge_is_idempotent_commutative_and_version_is_monotone() -> None:
