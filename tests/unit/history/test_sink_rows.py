@@ -46,7 +46,8 @@ def test_event_row_keeps_every_canonical_field_exactly() -> None:
             strict=True,
         )
     )
-    assert row["time"] == T0 and row["ingest_time"] == T0
+    t0_ms = int(T0.timestamp() * 1000)  # DateTime64(3) ticks
+    assert row["time"] == t0_ms and row["ingest_time"] == t0_ms
     assert row["amount"] == Decimal("1000.10") and row["amount_base"] == event.amount_base
     assert json.loads(row["splits"]) == [
         {"rep_id": "r1", "share": "0.6"},
