@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
-from tenacity import AsyncRetrying, RetryCallState, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
 from streams.metrics import SINK_BATCH_ROWS, SINK_FAILURES, SINK_LAG, SINK_ROWS_WRITTEN
 
@@ -75,6 +75,7 @@ class BatchingSink(Service):
         self._consumed: dict[TopicPartition, int] = {}  # next offset after buffered messages
         self._committed: dict[TopicPartition, int] = {}
         self.prepared = asyncio.Event()  # set once prepare() succeeded (health, tests)
+        self._rewind_needed = False
 
     # --- what a concrete sink provides (map_batch and write run on the worker thread) ------
     def map_batch(self, records: Sequence[ConsumerRecord], *, final: bool) -> RowsByTable:
@@ -117,47 +118,82 @@ class BatchingSink(Service):
 
     @Service.task
     async def _consume(self) -> None:
-        assert self._consumer is not None
         try:
-            await self._retry(self.prepare_label, self.prepare, final=False)
+            await self._retry(self.prepare_label, self.prepare)
             self.prepared.set()
             last_flush = time.monotonic()
             while not self.should_stop:
-                wait = max(0.0, self.batch_seconds - (time.monotonic() - last_flush))
-                batches = await self._consumer.getmany(
-                    timeout_ms=int(wait * 1000) + 1,
-                    max_records=max(1, self.batch_rows - len(self._buffer)),
-                )
-                for tp, records in batches.items():
-                    self._buffer.extend(records)
-                    self._consumed[tp] = records[-1].offset + 1
-                due = time.monotonic() - last_flush >= self.batch_seconds
-                if len(self._buffer) >= self.batch_rows or due:
-                    await self._flush(final=False)
-                    last_flush = time.monotonic()
-            await self._flush(final=True)
-        except WriteAborted:
-            log.warning("sink.stopped_uncommitted", group=self.group_id, buffered=len(self._buffer))
+                try:
+                    if await self._step(last_flush):
+                        last_flush = time.monotonic()
+                except WriteAborted:
+                    raise
+                except Exception as exc:
+                    # Kafka trouble: never crash the worker; read again from the last commit.
+                    SINK_FAILURES.labels("consume").inc()
+                    log.error("sink.consume_failed", group=self.group_id, error=repr(exc))
+                    self._rewind_needed = True
+                    await self.sleep(self.batch_seconds)
+            await self._flush(give_up_at=time.monotonic() + self.stop_flush_seconds)
+        except WriteAborted as exc:
+            log.warning("sink.stopped_uncommitted", group=self.group_id, error=str(exc))
         finally:
             self.set_shutdown()
 
+    async def _step(self, last_flush: float) -> bool:
+        """Fetch what arrived; flush when the batch is full or old enough (True if flushed)."""
+        assert self._consumer is not None
+        if self._rewind_needed:
+            await self._rewind()
+        wait = max(0.0, self.batch_seconds - (time.monotonic() - last_flush))
+        batches = await self._consumer.getmany(
+            timeout_ms=int(wait * 1000) + 1,
+            max_records=max(1, self.batch_rows - len(self._buffer)),
+        )
+        for tp, records in batches.items():
+            self._buffer.extend(records)
+            self._consumed[tp] = records[-1].offset + 1
+        full = len(self._buffer) >= self.batch_rows
+        if not full and time.monotonic() - last_flush < self.batch_seconds:
+            return False
+        await self._flush()
+        return True
+
+    async def _rewind(self) -> None:
+        """Forget unwritten messages and seek back to the committed offsets."""
+        assert self._consumer is not None
+        self._buffer.clear()
+        self._consumed.clear()
+        for tp in self._consumer.assignment():
+            offset = await self._consumer.committed(tp)
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        self._rewind_needed = False
+
     # --- one batch -----------------------------------------------------------------------------
-    async def _flush(self, *, final: bool) -> None:
+    async def _flush(self, *, give_up_at: float | None = None) -> None:
+        """Write the buffered messages' rows, then commit. ``give_up_at`` (monotonic) marks the
+        final flush: it releases every held row and stops retrying at that time."""
+        final = give_up_at is not None
         records, self._buffer = self._buffer, []
         rows_by_table: RowsByTable = await self.run_in_worker(
             lambda: self.map_batch(records, final=final)
         )
         for table, rows in rows_by_table.items():
             if rows:
-                await self._retry(table, self.write, table, rows, final=final)
+                await self._retry(table, self.write, table, rows, give_up_at=give_up_at)
                 SINK_ROWS_WRITTEN.labels(table).inc(len(rows))
                 SINK_BATCH_ROWS.observe(len(rows))
         await self._commit()
         self._report_lag()
 
-    async def _retry(self, what: str, fn: Callable[..., None], *args: Any, final: bool) -> None:
-        """Run ``fn`` on the worker thread until it succeeds; give up only when stopping (a
-        final flush tries for ``stop_flush_seconds``), and then nothing is committed."""
+    async def _retry(
+        self, what: str, fn: Callable[..., None], *args: Any, give_up_at: float | None = None
+    ) -> None:
+        """Run ``fn`` on the worker thread until it succeeds; give up (WriteAborted, nothing
+        committed) when the service stops or, for the final flush, at ``give_up_at``."""
 
         def count_failure(state: RetryCallState) -> None:
             SINK_FAILURES.labels(what).inc()
@@ -166,17 +202,17 @@ class BatchingSink(Service):
                 "sink.write_failed", what=what, attempt=state.attempt_number, error=repr(error)
             )
 
+        def give_up(state: RetryCallState) -> bool:
+            return time.monotonic() >= give_up_at if give_up_at is not None else self.should_stop
+
         retrying = AsyncRetrying(
             wait=wait_exponential(multiplier=0.1, max=self.retry_max_seconds),
-            stop=stop_after_delay(self.stop_flush_seconds) if final else self._stopping,
+            stop=give_up,
             after=count_failure,
-            sleep=asyncio.sleep if final else self.sleep,
+            sleep=asyncio.sleep if give_up_at is not None else self.sleep,
             retry_error_callback=lambda state: _abort(what, state),
         )
         await retrying(self.run_in_worker, fn, *args)
-
-    def _stopping(self, state: RetryCallState) -> bool:
-        return self.should_stop
 
     async def _commit(self) -> None:
         assert self._consumer is not None

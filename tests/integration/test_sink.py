@@ -225,9 +225,9 @@ def test_sink_writes_every_topic_once(settings: Settings) -> None:
 def test_sink_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
-    events = make_events(30_000)
+    events = make_events(12_000)
     produce_events(settings, events)
-    small = settings.model_copy(update={"sink_batch_rows": 200, "sink_batch_seconds": 0.1})
+    small = settings.model_copy(update={"sink_batch_rows": 100, "sink_batch_seconds": 0.1})
     log_path = tmp_path / "sink.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
