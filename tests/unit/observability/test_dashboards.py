@@ -4,7 +4,7 @@ history SQL reused with every parameter bound, and alert links that open a real 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -18,9 +18,11 @@ from dashboards.queries import (
     interpolate,
     load_boards,
     panel_queries,
+    panels,
     sql_string,
 )
 from streams import history
+from streams.grafana import provisioned_datasources
 
 from .helpers import RULES, exported_series_names, run, tool
 
@@ -172,5 +174,20 @@ def test_alert_dashboard_links_open_an_existing_board_with_its_variables(boards)
                 assert params <= names, f"{rule['alert']}: {params - names}"
 
 
-def test_time_range_default_covers_a_working_day():
-    assert RANGE.seconds == timedelta(hours=6).total_seconds()
+def test_every_data_source_the_boards_use_is_provisioned_with_that_type(boards):
+    provisioned = {uid: source["type"] for uid, source in provisioned_datasources().items()}
+    refs = [
+        target.get("datasource") or panel["datasource"]
+        for board in boards.values()
+        for panel in panels(board)
+        for target in panel.get("targets") or []
+    ]
+    refs += [
+        variable["datasource"]
+        for board in boards.values()
+        for variable in board["templating"].get("list", [])
+        if "datasource" in variable
+    ]
+    used = {ref["uid"]: ref["type"] for ref in refs}
+    assert set(used) == {"prometheus", "clickhouse"}
+    assert used.items() <= provisioned.items()
