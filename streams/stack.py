@@ -404,12 +404,13 @@ def _port_free(port: int) -> bool:
 
 
 def _port_owner(port: int) -> str:
-    """Who listens on ``port`` as ``ss`` shows it (best effort, for error messages)."""
+    """Who holds ``port`` as ``ss`` shows it (best effort, for error messages): a listener, or
+    a client whose outgoing connection got it as its ephemeral port."""
     ss = shutil.which("ss")
     if ss is None:
         return "unknown process"
     done = subprocess.run(
-        [ss, "-H", "-ltnp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        [ss, "-H", "-tanp", f"sport = :{port}"], capture_output=True, text=True, timeout=5
     )
     found = re.search(r'\("([^"]+)",pid=(\d+)', done.stdout)  # users:(("java",pid=42,fd=95))
     return f"{found[1]} (pid {found[2]})" if found else "unknown process"

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -140,11 +140,19 @@ def test_up_is_idempotent(stack: Settings):
 
 
 def _free_ports(count: int) -> list[int]:
-    with ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
+    """Free ports from 20000-25999: below the default stack ports (26066, 29090-29095) and the
+    kernel's ephemeral range, so no client connection takes one while the stack is down."""
+    ports: list[int] = []
+    for port in random.sample(range(20000, 26000), 500):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise AssertionError("no free ports in 20000-25999")
 
 
 @pytest.fixture(scope="module")
