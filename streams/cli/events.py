@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 from kafka.errors import KafkaError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
@@ -33,6 +34,7 @@ from streams.producer import DeliveryError, EventProducer, read_event_lines
 from streams.replay import replay_dead_letters, replay_group
 from streams.rules import Rules
 from streams.settings import Settings, get_settings
+from streams.topics import ensure_topics
 
 quotas_app = typer.Typer(help="Quota targets (compacted topic spm.quotas).", no_args_is_help=True)
 roster_app = typer.Typer(help="Reps and their teams (topic spm.roster).", no_args_is_help=True)
@@ -53,14 +55,14 @@ CsvFile = Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file with
 
 
 def _fail(message: str) -> typer.Exit:
-    error_console.print(f"[bold red]{message}[/bold red]")
+    error_console.print(f"[bold red]{escape(message)}[/bold red]")
     return typer.Exit(EXIT_NOTHING_SENT)
 
 
 def _report_errors(errors: Sequence[Invalid]) -> None:
     """One line per error: ``code: line N: message`` (the message names the line)."""
     for error in errors[:MAX_ERRORS_SHOWN]:
-        error_console.print(f"[red]{error.code}[/red]: {error.message}")
+        error_console.print(f"[red]{error.code}[/red]: {escape(error.message)}")
     if len(errors) > MAX_ERRORS_SHOWN:
         error_console.print(f"… and {len(errors) - MAX_ERRORS_SHOWN} more errors")
 
@@ -90,9 +92,15 @@ def _summary(verb: str, count: int, noun: str, topic: str, skipped: int) -> None
 
 
 @contextmanager
-def _producer(settings: Settings) -> Iterator[EventProducer]:
-    """A producer whose failures (broker down, sends refused) end the command with exit 2."""
+def _producer(settings: Settings, create_topics: bool = True) -> Iterator[EventProducer]:
+    """A producer whose failures (broker down, sends refused) end the command with exit 2.
+
+    The topics are created first if missing (the broker does not auto-create them), so a
+    fresh stack accepts imports before the worker ever ran.
+    """
     try:
+        if create_topics:
+            ensure_topics(settings)
         with EventProducer(settings) as producer:
             yield producer
     except (DeliveryError, KafkaError) as exc:
@@ -200,7 +208,7 @@ def replay(
 ) -> None:
     """Re-validate dead letters and re-submit those that now pass (e.g. after a catalog fix)."""
     settings = get_settings()
-    with _producer(settings) as producer:
+    with _producer(settings, create_topics=False) as producer:
         try:
             report = replay_dead_letters(
                 producer, since_offset=since_offset, limit=limit, dry_run=dry_run
@@ -220,8 +228,7 @@ def replay(
         for code, count in report.reasons().most_common():
             first = next(f for f in report.failing if f.reason.code == code)
             field = f" {first.reason.path}" if first.reason.path else ""
-            table.add_row(
-                code, str(count), f"{first.partition}/{first.offset}{field}", first.reason.message
-            )
+            where = f"{first.partition}/{first.offset}{field}"
+            table.add_row(code, str(count), escape(where), escape(first.reason.message))
         console.print(table)
     raise typer.Exit(EXIT_SOME_BAD if report.failing else EXIT_OK)
