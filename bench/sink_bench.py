@@ -82,7 +82,8 @@ def main() -> None:
             written += len(rows)
             n += 1
         elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-        stored = get_client(settings).command("SELECT count() FROM activity_events FINAL")
+        query = "SELECT count() FROM activity_events FINAL"
+        stored = get_client(settings).query(query).result_rows[0][0]
         close_clients()
     print(f"rows written:   {int(written):,} in {n} batches of {args.batch} ({elapsed:.1f}s)")
     print(f"mapping:        {written / mapped_s:,.0f} rows/s")

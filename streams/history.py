@@ -21,7 +21,7 @@ Where the figures come from, and why they are exact:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -429,7 +429,7 @@ def _figures_at(
     }
 
 
-def _event(row: tuple[Any, ...]) -> Event:
+def _event(row: Sequence[Any]) -> Event:
     source, id_, type_, time, rep_id, deal_id, amount, currency, amount_base, splits, data = row
     return Event(
         source=source,

@@ -204,8 +204,8 @@ def quota_row(record: ConsumerRecord) -> Row:
     key = _text_key(record)
     if record.value is None:
         scope, scope_id, metric, period, effective = [*key.split("|"), "", "", "", ""][:5]
-        doc = {"scope": scope, "scope_id": scope_id, "metric": metric, "period": period}
-        doc |= {"target": None, "effective_from": effective or None}
+        doc: dict[str, Any] = {"scope": scope, "scope_id": scope_id, "metric": metric}
+        doc |= {"period": period, "target": None, "effective_from": effective or None}
     else:
         doc = orjson.loads(record.value)
     return (
