@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import yaml
 
@@ -69,7 +69,8 @@ class MetricCatalog:
         for name, spec in doc["metrics"].items():
             if not isinstance(spec, dict) or not isinstance(spec.get("event_types"), list):
                 raise ValueError(f"metric {name!r}: needs kind and an event_types list")
-            metrics.append(Metric(str(name), spec.get("kind"), frozenset(spec["event_types"])))
+            kind = cast(Literal["count", "amount"], spec.get("kind"))  # checked by _check
+            metrics.append(Metric(str(name), kind, frozenset(spec["event_types"])))
         return cls(tuple(metrics))
 
     @property

@@ -14,10 +14,9 @@ What is put where (keys, scopes, roll-up) is decided in ``streams.engine.credit`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from streams.engine.instants import format_instant, parse_instant
 from streams.engine.money import decimal_text
@@ -26,8 +25,10 @@ from streams.engine.periods import Calendar
 _ZERO = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
-class Contribution:
+class Contribution(NamedTuple):
+    """What one event or deal adds to one scope. An immutable NamedTuple rather than a frozen
+    dataclass: it is built on the hot path, and a NamedTuple builds three times faster."""
+
     metric: str
     time: datetime
     amount: Decimal
@@ -50,9 +51,9 @@ class Contribution:
         return cls(doc["metric"], time, Decimal(doc["amount"]), _tuples(doc["version"]))
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A put that took effect: ``old`` (None if new) replaced by ``new`` under ``key``."""
+class Change(NamedTuple):
+    """A put that took effect: ``old`` (None if new) replaced by ``new`` under ``key``.
+    (NamedTuple for speed: several are made per event.)"""
 
     scope_id: str
     old: Contribution | None
@@ -60,60 +61,95 @@ class Change:
     key: str = ""
 
 
-class ContributionBook:
-    """Contributions per scope and key, with sums per (scope, metric, period label)."""
+class _Scope:
+    """One scope's contributions, settled period sums and per-day pending deltas."""
 
-    __slots__ = ("_calendar", "_items", "_sums")
+    __slots__ = ("items", "pending", "sums")
+
+    def __init__(self) -> None:
+        self.items: dict[str, Contribution] = {}
+        self.sums: dict[str, dict[str, Decimal]] = {}  # metric -> label -> sum
+        self.pending: dict[tuple[str, str], list[Any]] = {}  # (metric, day) -> [labels, delta]
+
+
+class ContributionBook:
+    """Contributions per scope and key, with sums per (scope, metric, period label).
+
+    Puts only add the change to a per-day pending total of the (scope, metric); reads fold
+    the pending days into the five period sums first. A busy scope (a region, the company)
+    receives many contributions per day between two reads, so this does one Decimal addition
+    per put instead of five without changing any result.
+    """
+
+    __slots__ = ("_calendar", "_last_labels", "_last_time", "_scopes")
 
     def __init__(self, calendar: Calendar) -> None:
         self._calendar = calendar
-        self._items: dict[str, dict[str, Contribution]] = {}
-        self._sums: dict[str, dict[str, dict[str, Decimal]]] = {}
+        self._scopes: dict[str, _Scope] = {}
+        self._last_time: datetime | None = None
+        self._last_labels: tuple[str, ...] = ()
 
     def put(self, scope_id: str, key: str, c: Contribution) -> Change | None:
         """Store ``c`` unless a contribution with an equal or higher version is stored."""
-        items = self._items.get(scope_id)
-        if items is None:
-            items = self._items[scope_id] = {}
-            self._sums[scope_id] = {}
-        old = items.get(key)
+        scope = self._scopes.get(scope_id)
+        if scope is None:
+            scope = self._scopes[scope_id] = _Scope()
+        old = scope.items.get(key)
         if old is not None and not c.version > old.version:
             return None
-        items[key] = c
-        sums = self._sums[scope_id]
-        labels_at = self._calendar.labels_at
+        scope.items[key] = c
         if old is not None:
-            by_label = sums[old.metric]
-            amount = old.amount
-            for label in labels_at(old.time):
-                by_label[label] -= amount
-        by_label = sums.get(c.metric)
-        if by_label is None:
-            by_label = sums[c.metric] = {}
-        amount = c.amount
-        for label in labels_at(c.time):
-            by_label[label] = by_label.get(label, _ZERO) + amount
+            self._add(scope.pending, old.metric, old.time, -old.amount)
+        self._add(scope.pending, c.metric, c.time, c.amount)
         return Change(scope_id, old, c, key)
 
+    def _add(
+        self, pending: dict[tuple[str, str], list[Any]], metric: str, t: datetime, delta: Decimal
+    ) -> None:
+        if t is not self._last_time:  # one event's roll-up puts share its time object
+            self._last_labels = self._calendar.labels_at(t)
+            self._last_time = t
+        labels = self._last_labels
+        entry = pending.get((metric, labels[0]))
+        if entry is None:
+            pending[(metric, labels[0])] = [labels, delta]
+        else:
+            entry[1] += delta
+
+    def _settled(self, scope_id: str) -> dict[str, dict[str, Decimal]]:
+        """The scope's period sums with every pending day folded in."""
+        scope = self._scopes.get(scope_id)
+        if scope is None:
+            return {}
+        sums = scope.sums
+        for (metric, _), (labels, delta) in scope.pending.items():
+            by_label = sums.get(metric)
+            if by_label is None:
+                by_label = sums[metric] = {}
+            for label in labels:
+                by_label[label] = by_label.get(label, _ZERO) + delta
+        scope.pending.clear()
+        return sums
+
     def clear(self) -> None:
-        self._items.clear()
-        self._sums.clear()
+        self._scopes.clear()
 
     def value(self, scope_id: str, metric: str, label: str) -> Decimal:
-        return self._sums.get(scope_id, {}).get(metric, {}).get(label, _ZERO)
+        return self._settled(scope_id).get(metric, {}).get(label, _ZERO)
 
     def get(self, scope_id: str, key: str) -> Contribution | None:
-        return self._items.get(scope_id, {}).get(key)
+        scope = self._scopes.get(scope_id)
+        return None if scope is None else scope.items.get(key)
 
     def scopes(self) -> Iterable[str]:
-        return self._items.keys()
+        return self._scopes.keys()
 
     def metrics(self, scope_id: str) -> Iterable[str]:
-        return self._sums.get(scope_id, {}).keys()
+        return self._settled(scope_id).keys()
 
     def labels(self, scope_id: str, metric: str) -> set[str]:
         """Labels of periods holding at least one contribution (possibly a zeroed one)."""
-        return set(self._sums.get(scope_id, {}).get(metric, {}))
+        return set(self._settled(scope_id).get(metric, {}))
 
 
 def contribution_to_dict(c: Contribution) -> dict[str, Any]:

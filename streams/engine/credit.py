@@ -27,6 +27,7 @@ Scope ids: the rep book is keyed by plain rep id; the team book by ``team:<id>``
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 from streams.engine.catalog import MetricCatalog
 from streams.engine.contributions import Change, Contribution
@@ -47,6 +48,12 @@ Credit = tuple[str, str, Contribution]
 
 def team_scope(team_id: str) -> str:
     return f"team:{team_id}"
+
+
+@lru_cache(maxsize=65536)
+def _lineage_scopes(lineage: tuple[str, ...]) -> tuple[str, ...]:
+    """Team-book scopes a rep in ``lineage`` rolls up to (hot path, so cached)."""
+    return (*(team_scope(t) for t in lineage), COMPANY)
 
 
 def activity_key(source: str, event_id: str, metric: str) -> str:
@@ -108,8 +115,7 @@ def team_contributions(change: Change, key: str, roster: Roster) -> list[Credit]
     """
     rep_id, new, old = change.scope_id, change.new, change.old
     team_key = member_key(rep_id, key)
-    scopes_now = [team_scope(t) for t in teams_for(roster, rep_id, new.time)]
-    scopes_now.append(COMPANY)
+    scopes_now = _lineage_scopes(teams_for(roster, rep_id, new.time))
     result: list[Credit] = [(scope, team_key, new) for scope in scopes_now]
     if old is not None:
         gone = Contribution(old.metric, old.time, ZERO, new.version)

@@ -58,11 +58,11 @@ class Engine:
 
     def apply(self, event: Event) -> list[Change]:
         """Apply one accepted event; returns the contribution changes it caused."""
-        key = (event.source, event.id)
-        if key in self._seen:
+        event_key = (event.source, event.id)
+        if event_key in self._seen:
             self.duplicates += 1
             return []
-        self._seen.add(key)
+        self._seen.add(event_key)
         if event.type in DEAL_TYPES:
             old = self.deals.get(event.deal_id) if event.deal_id is not None else None
             new = merge(old, event)

@@ -25,6 +25,7 @@ SCOPES = ("rep", "team", "company")
 _EPSILON = timedelta(microseconds=1)
 
 QuotaKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
+TeamIds = set[str]  # (named here: inside QuotaBook, ``set`` is the method)
 
 
 class QuotaBook:
@@ -123,7 +124,7 @@ class QuotaBook:
         as_of: datetime,
         at: datetime,
         roster: Roster,
-        visiting: set[str],
+        visiting: TeamIds,
     ) -> Decimal | None:
         explicit = self.explicit("team", team_id, metric, period, as_of)
         if explicit is not None or team_id in visiting:
