@@ -129,7 +129,6 @@ class EventProducer:
     def __init__(self, settings: Settings, decoder: Decoder | None = None) -> None:
         self.settings = settings
         self.decoder = decoder or Rules.from_settings(settings).decoder
-        self.sent = 0
         self._failures: list[Exception] = []
         self._kafka = KafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
@@ -192,7 +191,6 @@ class EventProducer:
             topic, value=value, key=key, headers=headers
         )
         future.add_errback(self._failed, topic)
-        self.sent += 1
 
     def _failed(self, topic: str, exc: Exception) -> None:
         log.error("producer.delivery_failed", topic=topic, error=str(exc))

@@ -8,30 +8,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
 from streams.engine.money import DEFAULT_RATES
 from streams.replay import replay_group
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import ensure_topics
+from tests.integration.feeding import event, read_topic
 from tests.integration.harness import free_port, settings_env
 
 SPM = REPO_ROOT / ".venv" / "bin" / "spm"
-
-
-@dataclass(frozen=True)
-class Message:
-    key: bytes | None
-    value: bytes
-    headers: dict[str, bytes]
-    partition: int
 
 
 @pytest.fixture
@@ -53,42 +44,6 @@ def spm(
         timeout=120,
         check=False,
     )
-
-
-def read_topic(settings: Settings, name: str) -> list[Message]:
-    """Every message of a topic, from the beginning to the end offsets seen now."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    try:
-        topic = settings.topic(name)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert tps, f"topic {topic} does not exist"
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: list[Message] = []
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                found.extend(
-                    Message(r.key, r.value, dict(r.headers or []), tp.partition)
-                    for r in records
-                    if r.offset < ends[tp]
-                )
-        return found
-    finally:
-        consumer.close()
-
-
-def event(event_id: str, rep: str = "r1", **data: Any) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": "crm.test",
-        "type": "deal.won" if "deal_id" in data else "call.completed",
-        "time": "2026-11-27T10:00:00+01:00",
-        "data": {"rep_id": rep, **data},
-    }
 
 
 def jsonl(*events: dict[str, Any] | str) -> str:
