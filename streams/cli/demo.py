@@ -52,7 +52,10 @@ class Snapshot:
     teams: dict[str, dict[str, Any]] = field(default_factory=dict)  # team_id -> revenue figures
     company: dict[str, Any] | None = None
     error: str | None = None
-    at: float = field(default_factory=time.monotonic)
+
+
+class ApiError(Exception):
+    """The API answered, but not with figures (starting up, unknown scope, bad request)."""
 
 
 class Api:
@@ -99,10 +102,6 @@ class Api:
 
     def close(self) -> None:
         self.client.close()
-
-
-class ApiError(Exception):
-    pass
 
 
 class Poller(threading.Thread):
@@ -280,7 +279,7 @@ class Demo:
         producer.flush()
         console.print(f"published {teams} teams, {reps} reps, {quotas} quotas")
 
-    def backfill(self, producer: EventProducer, now: datetime) -> None:
+    def send_backfill(self, producer: EventProducer, now: datetime) -> None:
         events = backfill(self.org, now, self.rules.calendar)
         for event in track(events, description="Backfilling the quarter", console=console):
             self._send(producer, event)
@@ -398,7 +397,7 @@ def run(
         with EventProducer(settings, rules.decoder) as producer:
             demo.publish_org(producer, now)
             if with_backfill:
-                demo.backfill(producer, now)
+                demo.send_backfill(producer, now)
             demo.stream(producer, poller, rate, duration, malformed)
     except (DeliveryError, KafkaError) as exc:
         console.print(f"Kafka at {settings.kafka_bootstrap} failed: {exc}", style="bold red")
