@@ -72,7 +72,6 @@ class BatchingSink(Service):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{group_id}-io")
         self._consumer: AIOKafkaConsumer | None = None
         self._buffer: list[ConsumerRecord] = []
-        self._consumed: dict[TopicPartition, int] = {}  # next offset after buffered messages
         self._committed: dict[TopicPartition, int] = {}
         self.prepared = asyncio.Event()  # set once prepare() succeeded (health, tests)
         self._rewind_needed = False
@@ -150,9 +149,8 @@ class BatchingSink(Service):
             timeout_ms=int(wait * 1000) + 1,
             max_records=max(1, self.batch_rows - len(self._buffer)),
         )
-        for tp, records in batches.items():
+        for records in batches.values():
             self._buffer.extend(records)
-            self._consumed[tp] = records[-1].offset + 1
         full = len(self._buffer) >= self.batch_rows
         if not full and time.monotonic() - last_flush < self.batch_seconds:
             return False
@@ -163,7 +161,6 @@ class BatchingSink(Service):
         """Forget unwritten messages and seek back to the committed offsets."""
         assert self._consumer is not None
         self._buffer.clear()
-        self._consumed.clear()
         for tp in self._consumer.assignment():
             offset = await self._consumer.committed(tp)
             if offset is None:
@@ -215,13 +212,14 @@ class BatchingSink(Service):
         await retrying(self.run_in_worker, fn, *args)
 
     async def _commit(self) -> None:
+        """Commit every assigned partition's position (all its messages were just written, and
+        the position also steps over transaction markers), except where rows are held back."""
         assert self._consumer is not None
         held = self.held_offsets()
-        offsets = {
-            tp: min(offset, held.get(tp, offset))
-            for tp, offset in self._consumed.items()
-            if tp in self._consumer.assignment()
-        }
+        offsets = {}
+        for tp in self._consumer.assignment():
+            position = await self._consumer.position(tp)
+            offsets[tp] = min(position, held.get(tp, position))
         changed = {tp: o for tp, o in offsets.items() if self._committed.get(tp) != o}
         if not changed:
             return
@@ -249,7 +247,6 @@ class BatchingSink(Service):
         lost = set(partitions)
         self._buffer = [r for r in self._buffer if TopicPartition(r.topic, r.partition) not in lost]
         for tp in lost:
-            self._consumed.pop(tp, None)
             self._committed.pop(tp, None)
 
 
