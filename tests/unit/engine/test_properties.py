@@ -128,7 +128,7 @@ def _assert_matches_recompute(engine: Engine, stream: list[Event], as_of: dateti
             assert engine.value(*key) == 0, key
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds())
 def test_engine_equals_recompute(world: tuple[Engine, list[Event], datetime]) -> None:
     _assert_matches_recompute(*world)
