@@ -291,8 +291,7 @@ def leaderboard(
     """Reps ranked by their final value of ``metric`` in a (past or running) period; ``team``
     restricts to the reps whose roster record at the period's end puts them in that team."""
     period = _period(calendar, period_label)
-    if limit < 1:
-        raise BadQuery(Invalid("bad_limit", "limit must be at least 1", "limit"))
+    _check_limit(limit)
     rows = client.query(
         LEADERBOARD_SQL,
         parameters={
@@ -334,6 +333,7 @@ def alert_history(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Status changes, newest first, optionally for one scope (and id) and since an instant."""
+    _check_limit(limit)
     rows = client.query(
         ALERT_HISTORY_SQL,
         parameters={
@@ -403,6 +403,11 @@ def _period(calendar: Calendar, label: str) -> Period:
     if isinstance(period, Invalid):
         raise BadQuery(period)
     return period
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise BadQuery(Invalid("bad_limit", "limit must be at least 1", "limit"))
 
 
 def _figures_at(

@@ -327,6 +327,8 @@ def test_alert_history_filters_and_orders_newest_first(ch: Client) -> None:
     assert r1[0]["at"] == "2026-11-05T10:00:00+00:00" and r1[0]["name"] == "Rep r1"
     assert [a["scope"] for a in history.alert_history(ch, scope="team")] == ["team"]
     assert len(history.alert_history(ch, limit=2)) == 2
+    with pytest.raises(history.BadQuery):
+        history.alert_history(ch, limit=0)
 
 
 def dead_letter(
