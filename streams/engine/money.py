@@ -42,8 +42,11 @@ def parse_decimal(value: object) -> Decimal | None:
 
 
 def decimal_text(value: Decimal) -> str:
-    """Plain positional text of a Decimal (never exponent notation) for JSON and CSV."""
-    return format(value, "f")
+    """Canonical plain text of a Decimal for JSON and CSV: positional (never exponent
+    notation), no trailing zeros, so equal amounts always print alike (``8.0`` → ``8``)."""
+    if value == 0:
+        return "0"
+    return format(value.normalize(), "f")
 
 
 def is_currency_code(code: object) -> bool:

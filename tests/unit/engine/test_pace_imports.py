@@ -34,10 +34,10 @@ def test_figures_halfway_on_track() -> None:
     assert f.to_dict() == {
         "value": "50",
         "target": "100",
-        "attainment": "0.500000",
-        "expected": "0.500000",
-        "pace": "1.000000",
-        "projection": "100.000000",
+        "attainment": "0.5",
+        "expected": "0.5",
+        "pace": "1",
+        "projection": "100",
         "gap": "50",
         "status": "on_track",
     }

@@ -1,0 +1,68 @@
+"""Exactly-once that holds across a repartition: one Kafka transaction per *source* partition.
+
+Faust's transaction manager picks the transactional producer of a message by the partition
+it is sent *to*. When an agent reading partition 2 of one topic sends to partition 0 of
+another, the send joins the transaction of partition 0, which commits on partition 0's
+schedule: a crash in between commits the input offset of partition 2 while aborting the
+output, and the output is lost. It also commits offsets without first draining the buffer
+of table changelog writes, so a crash can keep an offset and lose the state it produced.
+
+This manager fixes both, the way Kafka Streams does it: every message produced while an
+event is processed joins the transaction of that event's partition (its topic group and
+partition number), and the changelog buffer is flushed into the open transactions before
+offsets are committed with them. Table changelog writes already go to the source partition,
+so with all consumed topics in one co-partitioned group they land in the same transaction.
+Sends made outside any event (timers) keep Faust's behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from faust.streams import current_event
+from faust.transport.consumer import TransactionManager
+from faust.types import TP, AppT
+from faust.types.tuples import RecordMetadata
+
+
+class SourcePartitionTransactions(TransactionManager):
+    """Faust's ``TransactionManager`` with sends bound to the source partition's transaction."""
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        event = current_event()
+        if event is None:
+            return await super().send(topic, key, value, partition, timestamp, headers)
+        source = event.message.tp
+        group = self.app.assignor.group_for_topic(source.topic)
+        destination = self.consumer.key_partition(topic, key, partition)
+        return await self.producer.send(
+            topic,
+            key,
+            value,
+            destination,
+            timestamp,
+            headers,
+            transactional_id=f"{self.app.conf.id}-{group}-{source.partition}",
+        )
+
+    async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
+        # Changelog writes wait in Faust's producer buffer; they must be in the transaction
+        # that commits the offsets of the events that made them.
+        await self.app.producer.buffer.flush()
+        return await super().commit(offsets, start_new_transaction=start_new_transaction)
+
+
+def install(app: AppT) -> None:
+    """Make ``app`` use :class:`SourcePartitionTransactions` (before the worker starts)."""
+    app.transport.TransactionManager = SourcePartitionTransactions  # type: ignore[misc]

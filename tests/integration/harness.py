@@ -1,0 +1,181 @@
+"""Running a real worker process against the local stack, and knowing when it has caught up.
+
+Catching up is decided from consumer-group offsets, never from sleeps: every partition of the
+pipeline's topics must have its committed offset at the end of the data (a transaction's
+commit marker after the last record does not count as unprocessed data).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+from streams.settings import REPO_ROOT, Settings
+
+PIPELINE_TOPICS = ("activity", "events", "credits", "team-credits")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_settings(stack: Settings, prefix: str, tmp: Path, **overrides: Any) -> Settings:
+    """Settings of a test worker: its own topics, group, data dir, web port and chDB path."""
+    values: dict[str, Any] = {
+        "topic_prefix": prefix,
+        "app_id": prefix,
+        "web_port": free_port(),
+        "data_dir": tmp / "worker",
+        "clickhouse_url": f"chdb://{tmp / 'clickhouse'}",
+        "alert_interval": 3600.0,
+    }
+    values.update(overrides)
+    return stack.model_copy(update=values)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The SPM_* environment that makes a child process build exactly ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPM_")}
+    for name, value in settings.model_dump().items():
+        if value is not None:
+            env[f"SPM_{name.upper()}"] = str(value)
+    return env
+
+
+class Worker:
+    """A ``faust -A streams.app worker`` child process."""
+
+    def __init__(self, settings: Settings, log_path: Path) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{settings.web_port}"
+
+    def start(self, timeout: float = 90.0) -> Worker:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            cwd=REPO_ROOT,
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not healthy after {timeout}s\n{self.log_tail()}")
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"worker exited with {self.process.returncode}\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit — a crash."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        self._check_alive()
+        return httpx.get(f"{self.url}{path}", params=params, timeout=30)
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _pending(consumer: KafkaConsumer, tp: TopicPartition, offset: int, end: int) -> bool:
+    """Whether committed data lies in ``[offset, end)``: read it with read_committed.
+
+    Commit/abort markers and aborted records occupy offsets but are not data, so the committed
+    offset of a caught-up group can stay below the end offset.
+    """
+    if offset >= end:
+        return False
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if consumer.poll(timeout_ms=200).get(tp):
+            return True
+        if consumer.position(tp) >= end:
+            return False
+    return True  # stuck below the end: an open transaction is still to be read
+
+
+def wait_caught_up(
+    settings: Settings,
+    topics: Iterable[str] = PIPELINE_TOPICS,
+    timeout: float = 240.0,
+    worker: Worker | None = None,
+) -> None:
+    """Wait until the worker's group has committed past every data record of ``topics``.
+
+    Stages feed each other, so the check must pass twice in a row with unchanged end offsets.
+    """
+    names = [settings.topic(t) for t in topics]
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        previous: dict[TopicPartition, int] | None = None
+        behind: dict[TopicPartition, tuple[int, int]] = {}
+        while time.monotonic() < deadline:
+            if worker is not None:
+                worker._check_alive()
+            tps = [
+                TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()
+            ]
+            ends = consumer.end_offsets(tps)
+            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+            behind = {}
+            for tp in tps:
+                done = committed.get(tp)
+                offset = done.offset if done is not None else 0
+                if _pending(consumer, tp, offset, ends[tp]):
+                    behind[tp] = (offset, ends[tp])
+            if not behind and previous == ends:
+                return
+            previous = ends if not behind else None
+            time.sleep(0.5)
+        tail = worker.log_tail() if worker is not None else ""
+        raise AssertionError(f"worker did not catch up in {timeout}s: {behind}\n{tail}")
+    finally:
+        consumer.close()
+        admin.close()
