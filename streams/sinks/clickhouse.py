@@ -250,6 +250,16 @@ def roster_row(record: ConsumerRecord) -> Row:
     )
 
 
+#: Short topic name → (table, one message's row); spm.progress goes through SnapshotCadence.
+ROUTES: dict[str, tuple[str, Callable[[ConsumerRecord], Row]]] = {
+    "events": ("activity_events", event_row),
+    "activity.dlq": ("rejected_events", rejected_row),
+    "alerts": ("alerts", alert_row),
+    "quotas": ("quota_history", quota_row),
+    "roster": ("roster_history", roster_row),
+}
+
+
 # --- progress sampling ---------------------------------------------------------------------------
 ProgressKey = tuple[str, str, str, str]  # scope, id, metric, period
 
@@ -337,6 +347,8 @@ class ClickHouseSink(BatchingSink):
     failure metric when ClickHouse is down) and reads the newest stored snapshots.
     """
 
+    prepare_label = "schema_migrations"
+
     def __init__(
         self,
         settings: Settings,
@@ -347,31 +359,16 @@ class ClickHouseSink(BatchingSink):
         self.settings = settings
         self.client_provider = client_provider or (lambda: get_client(settings))
         self.cadence = SnapshotCadence(settings.snapshot_interval)
-        self._row_of: dict[str, Callable[[ConsumerRecord], Row]] = {
-            settings.topic("events"): event_row,
-            settings.topic("activity.dlq"): rejected_row,
-            settings.topic("alerts"): alert_row,
-            settings.topic("quotas"): quota_row,
-            settings.topic("roster"): roster_row,
-        }
-        self._table_of = {
-            settings.topic("events"): "activity_events",
-            settings.topic("activity.dlq"): "rejected_events",
-            settings.topic("alerts"): "alerts",
-            settings.topic("quotas"): "quota_history",
-            settings.topic("roster"): "roster_history",
-        }
+        self._routes = {settings.topic(name): route for name, route in ROUTES.items()}
         self.progress_topic = settings.topic("progress")
         super().__init__(
             bootstrap=settings.kafka_bootstrap,
             group_id=f"{settings.app_id}-sink",
-            topics=[*self._row_of, self.progress_topic],
+            topics=[*self._routes, self.progress_topic],
             batch_rows=settings.sink_batch_rows,
             batch_seconds=settings.sink_batch_seconds,
             **kwargs,
         )
-
-    prepare_label = "schema_migrations"
 
     def prepare(self) -> None:
         client = self.client_provider()
@@ -393,7 +390,8 @@ class ClickHouseSink(BatchingSink):
                     if row is not None:
                         tables["progress_snapshots"].append(row)
                 else:
-                    tables[self._table_of[record.topic]].append(self._row_of[record.topic](record))
+                    table, row_of = self._routes[record.topic]
+                    tables[table].append(row_of(record))
             except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
                 # Our own topics carry our own output: a malformed one is a bug to see, not
                 # a reason to stop history for everyone.
