@@ -54,6 +54,7 @@ from streams.engine.periods import Period
 from streams.live import LiveViews
 from streams.reference import ReferenceData, ReferenceMirror
 from streams.rules import Rules
+from streams.sinks.clickhouse import ClickHouseSink
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,8 @@ rules = Rules.from_settings(settings)
 reference = ReferenceData()
 mirror = app.service(ReferenceMirror(settings, reference))
 views = LiveViews(rules.calendar, rules.catalog, rules.thresholds, reference)
+#: History: its own consumer group, so ClickHouse trouble never slows the agents down.
+history_sink = app.service(ClickHouseSink(settings))
 
 activity_topic = app.topic(settings.topic("activity"))
 dlq_topic = app.topic(settings.topic("activity.dlq"))

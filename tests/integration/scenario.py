@@ -196,7 +196,7 @@ def generate(
                 _event("call.completed", 1, START, {"rep_id": reps[0]}, "bad.test")
                 | {"time": "2026-11-01 10:00"}
             ).encode(),
-            "schema",
+            "bad_time",
         ),
         (
             json.dumps(
@@ -208,7 +208,7 @@ def generate(
                     "bad.test",
                 )
             ).encode(),
-            "schema",
+            "bad_amount",
         ),
         (
             json.dumps(
