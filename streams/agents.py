@@ -26,6 +26,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -200,11 +201,24 @@ def _rep_credits(batch: Sequence[EventT]) -> list[tuple[EventT, Credit]]:
 # --- 3. reps and 4. teams ------------------------------------------------------------------------
 
 
+@dataclass
+class Applied:
+    """What one batch did to a book."""
+
+    changes: list[Change] = field(default_factory=list)
+    #: Book key → a message of its partition (the transaction its outputs join).
+    touched: dict[str, EventT] = field(default_factory=dict)
+    #: Book keys whose every period is to be published again (after a restart).
+    replay: set[str] = field(default_factory=set)
+    ticked: bool = False
+
+
 class BookKeeper:
     """Applies credit messages to a live book and its durable table, in that order per key.
 
     The rep and the team stage differ only in book, table, topic and scope naming; the rep
-    stage also rolls its changes up to the team stage.
+    stage also rolls its changes up to the team stage. Tick messages touch every scope of
+    their partition; a ``full`` tick (sent after the book was rebuilt) replays all periods.
     """
 
     def __init__(
@@ -222,7 +236,7 @@ class BookKeeper:
         self.topic = topic
         #: Book key → (scope, scope id) as the API and metrics name it.
         self.scope_of = scope_of
-        #: Every book key that exists for the roster (re-evaluated on ticks).
+        #: Every book key the roster knows (evaluated on ticks even without contributions).
         self.universe = universe
         self.stale = True
 
@@ -240,34 +254,107 @@ class BookKeeper:
         self.stale = False
         log.info("book rebuilt", table=self.name, keys=len(self.table))
 
-    def apply(self, batch: Sequence[EventT]) -> tuple[list[Change], dict[str, EventT]]:
-        """Apply a batch: the changes, and each touched book key with the message that
-        touched it (a tick touches every key of its partition)."""
-        if self.stale:
-            self.rebuild()
+    def apply(self, batch: Sequence[EventT]) -> Applied:
+        applied = Applied()
         put = self.book.put
-        changes: list[Change] = []
-        touched: dict[str, EventT] = {}
         for message in batch:
             body = json.loads(message.value)
             if "tick" in body:
+                applied.ticked = True
                 for key in self._owned(message.message.partition):
-                    touched.setdefault(key, message)
+                    applied.touched.setdefault(key, message)
+                    if body.get("full"):
+                        applied.replay.add(key)
                 continue
             change = put(body["scope"], body["key"], Contribution.from_dict(body["c"]))
             if change is not None:
                 with processing(message):
                     self.table[f"{body['scope']}{SEP}{body['key']}".encode()] = body["c"]
-                changes.append(change)
-                touched[change.scope_id] = message
+                applied.changes.append(change)
+                applied.touched[change.scope_id] = message
         metrics.TABLE_KEYS.labels(self.name).set(len(self.table))
-        return changes, touched
+        return applied
+
+    async def ensure_fresh(self) -> None:
+        """Rebuild a stale book, drop the gauges of scopes now owned elsewhere, and ask every
+        owned partition for a full tick (which republishes what this worker owns)."""
+        if not self.stale:
+            return
+        self.rebuild()
+        owned = self.partitions()
+        every = list(range(self.partition_count()))
+        mine = {self.scope_of(k)[0] for k in self.universe()}
+        metrics.QUOTAS.forget_where(
+            lambda scope, scope_id: (
+                scope in mine
+                and _partitioner(self.book_key(scope, scope_id).encode(), every, every) not in owned
+            )
+        )
+        await send_ticks([self.topic], full=True)
+
+    def book_key(self, scope: str, scope_id: str) -> str:
+        if scope == "rep":
+            return scope_id
+        return team_scope(scope_id) if scope == "team" else COMPANY
+
+    def partitions(self) -> set[int]:
+        name = self.topic.get_topic_name()
+        return {tp.partition for tp in app.consumer.assignment() if tp.topic == name}
+
+    def partition_count(self) -> int:
+        return app.consumer.topic_partitions(self.topic.get_topic_name()) or settings.partitions
 
     def _owned(self, partition: int) -> list[str]:
-        """The book keys that hash to ``partition`` of this stage's topic."""
-        count = app.consumer.topic_partitions(self.topic.get_topic_name()) or settings.partitions
-        every = list(range(count))
-        return [k for k in self.universe() if _partitioner(k.encode(), every, every) == partition]
+        """The book keys (on the roster or with data) that hash to ``partition``."""
+        every = list(range(self.partition_count()))
+        keys = set(self.universe()) | set(self.book.scopes())
+        return [k for k in keys if _partitioner(k.encode(), every, every) == partition]
+
+
+class Publisher:
+    """Coalesces what batches touched and publishes it at most every ``publish_interval``.
+
+    A hot scope (a team, the company) is touched by nearly every batch; its figures are
+    recomputed, recorded on spm.progress and checked for alerts once per interval instead,
+    covering every (metric, period) that changed meanwhile. Ticks flush at once.
+    """
+
+    def __init__(self, keeper: BookKeeper) -> None:
+        self.keeper = keeper
+        #: book key → (a message of its partition, changed (metric, period label) pairs)
+        self.pending: dict[str, tuple[EventT, set[tuple[str, str]]]] = {}
+        self.last_flush = 0.0
+
+    async def publish(self, applied: Applied) -> None:
+        self._note(applied)
+        due = time.monotonic() - self.last_flush >= settings.publish_interval
+        if self.pending and (due or applied.ticked):
+            await self._flush()
+
+    def _note(self, applied: Applied) -> None:
+        labels_at = rules.calendar.labels_at
+        book = self.keeper.book
+        for book_key, message in applied.touched.items():
+            entry = self.pending.get(book_key)
+            self.pending[book_key] = (message, entry[1] if entry else set())
+        for change in applied.changes:
+            changed = self.pending[change.scope_id][1]
+            for c in (change.old, change.new):
+                if c is not None:
+                    changed.update((c.metric, label) for label in labels_at(c.time))
+        for book_key in applied.replay:
+            changed = self.pending[book_key][1]
+            for metric in book.metrics(book_key):
+                changed.update((metric, label) for label in book.labels(book_key, metric))
+
+    async def _flush(self) -> None:
+        self.last_flush = time.monotonic()
+        pending, self.pending = self.pending, {}
+        now = datetime.now(UTC)
+        current = views.current_periods(now)
+        for book_key, (message, changed) in sorted(pending.items()):
+            with processing(message):
+                await _publish_scope(self.keeper, book_key, changed, current, now)
 
 
 def _scope_of(scope_id: str) -> tuple[str, str]:
@@ -293,6 +380,8 @@ team_keeper = BookKeeper(
     scope_of=_scope_of,
     universe=lambda: [team_scope(t) for t in reference.roster.teams()] + [COMPANY],
 )
+rep_publisher = Publisher(rep_keeper)
+team_publisher = Publisher(team_keeper)
 
 
 @app.agent(credits_topic)
@@ -300,15 +389,16 @@ async def reps(stream: Any) -> None:
     """Keep rep contributions; roll each change up to the rep's team lineage at event time."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await mirror.ready.wait()
-        changes, touched = rep_keeper.apply(batch)
+        await rep_keeper.ensure_fresh()
+        applied = rep_keeper.apply(batch)
         roster = reference.roster
-        for change in changes:
-            with processing(touched[change.scope_id]):
+        for change in applied.changes:
+            with processing(applied.touched[change.scope_id]):
                 for scope_id, key, contribution in team_contributions(change, change.key, roster):
                     await team_credits_topic.send(
                         key=scope_id.encode(), value=_credit_message(scope_id, key, contribution)
                     )
-        await publish(rep_keeper, touched, changes)
+        await rep_publisher.publish(applied)
 
 
 @app.agent(team_credits_topic)
@@ -316,32 +406,11 @@ async def teams(stream: Any) -> None:
     """Keep team and company contributions (scope ids ``team:<id>`` and ``company:company``)."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await mirror.ready.wait()
-        changes, touched = team_keeper.apply(batch)
-        await publish(team_keeper, touched, changes)
+        await team_keeper.ensure_fresh()
+        await team_publisher.publish(team_keeper.apply(batch))
 
 
 # --- progress, alerts, metrics -------------------------------------------------------------------
-
-
-async def publish(keeper: BookKeeper, touched: dict[str, EventT], changes: list[Change]) -> None:
-    """Publish the figures of what a batch touched: progress records, status alerts, gauges.
-
-    Progress goes out for every (metric, period) a change fell in; alerts and gauges for the
-    current periods only (the ones a manager can still act on).
-    """
-    if not touched:
-        return
-    now = datetime.now(UTC)
-    changed: dict[str, set[tuple[str, str]]] = {}
-    for change in changes:
-        labels = changed.setdefault(change.scope_id, set())
-        for c in (change.old, change.new):
-            if c is not None:
-                labels.update((c.metric, label) for label in rules.calendar.labels_at(c.time))
-    current = views.current_periods(now)
-    for book_key, message in sorted(touched.items()):
-        with processing(message):
-            await _publish_scope(keeper, book_key, changed.get(book_key, set()), current, now)
 
 
 async def _publish_scope(
@@ -370,6 +439,9 @@ async def _publish_scope(
         }
         await progress_topic.send(key=key.encode(), value=_encode(record))
     team = reference.roster.team_at(scope_id, now) if scope == "rep" else None
+    if scope == "rep":
+        name = reference.roster.rep_name(scope_id) or scope_id
+        metrics.QUOTAS.set_rep_info(scope_id, name, team or "")
     for period in current:
         for metric in rules.catalog.names:
             f = views.figures(scope, scope_id, metric, period, now)
@@ -415,24 +487,45 @@ async def _maybe_alert(
     await alerts_topic.send(key=f"{scope}:{scope_id}".encode(), value=_encode(alert))
 
 
-@app.timer(interval=settings.alert_interval)
-async def tick() -> None:
-    """Ask the rep and team stages to re-evaluate their scopes: pace falls as time passes.
+async def send_ticks(topics: Iterable[Any], full: bool = False) -> None:
+    """Send a tick to every owned partition of ``topics``.
 
     Ticks go through the plain (non-transactional) producer: they carry no data, a lost or
     repeated tick is harmless, and they must not wait for a partition's next transaction.
     """
-    body = _encode({"tick": datetime.now(UTC).isoformat()})
-    names = {credits_topic.get_topic_name(), team_credits_topic.get_topic_name()}
+    body = _encode({"tick": datetime.now(UTC).isoformat(), "full": full})
+    names = {topic.get_topic_name() for topic in topics}
     for tp in sorted(app.consumer.assignment()):
         if tp.topic in names:
             await app.producer.send(tp.topic, None, body, tp.partition, None, None)
 
 
+@app.timer(interval=settings.alert_interval)
+async def tick() -> None:
+    """Ask the rep and team stages to re-evaluate their scopes: pace falls as time passes."""
+    await send_ticks([credits_topic, team_credits_topic])
+
+
+@app.timer(interval=5.0)
+async def consumer_lag() -> None:
+    """Export how far behind the end of each owned partition this worker is."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        position = await consumer.position(tp)
+        if position is not None:
+            lag = max(0, consumer.highwater(tp) - position)
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+
 @app.on_rebalance_complete.connect
 async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
-    """Partitions moved: rebuild the books from the tables, drop gauges of scopes we lost."""
+    """Partitions moved: the books are rebuilt from the tables before the next batch."""
     rep_keeper.stale = True
     team_keeper.stale = True
-    metrics.QUOTAS.forget_where(lambda scope, scope_id: True)
+    metrics.CONSUMER_LAG.clear()
     metrics.WORKER_UP.set(1)
+
+
+@app.on_before_shutdown.connect
+async def _on_shutdown(sender: Any, **kwargs: Any) -> None:
+    metrics.WORKER_UP.set(0)

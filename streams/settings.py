@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     strict_types: bool = Field(False, description="Reject event types no metric counts.")
     dedupe_retention_days: int = Field(35, description="Keep activity dedupe keys this long.")
     alert_interval: float = Field(60.0, description="Seconds between timer re-evaluations.")
+    publish_interval: float = Field(
+        1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
+    )
     commit_interval: float = Field(0.2, description="Seconds between offset commits/transactions.")
     batch_size: int = Field(500, description="Events an agent folds per batch (stream.take).")
     batch_within: float = Field(0.05, description="Seconds an agent waits to fill a batch.")
