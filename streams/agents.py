@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -35,7 +36,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import _current_event
 from faust.types import EventT
 
-from streams import metrics
+from streams import local_state, metrics
 from streams.app import app, settings
 from streams.engine.catalog import DEAL_TYPES
 from streams.engine.contributions import Change, Contribution, ContributionBook
@@ -526,6 +527,12 @@ async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
     metrics.WORKER_UP.set(1)
 
 
+@app.on_worker_init.connect
+def _on_worker_init(sender: Any, **kwargs: Any) -> None:
+    local_state.open_tables(Path(app.conf.tabledir), app.in_transaction)
+
+
 @app.on_before_shutdown.connect
 async def _on_shutdown(sender: Any, **kwargs: Any) -> None:
     metrics.WORKER_UP.set(0)
+    local_state.close_tables(Path(app.conf.tabledir))

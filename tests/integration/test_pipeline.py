@@ -107,7 +107,10 @@ def assert_api_equals_recompute(worker: Worker, sc: scenario.Scenario) -> int:
         for metric, figures in want.items():
             if got[metric] != figures:
                 mismatches.append((scope, scope_id, label, metric, figures, got[metric]))
-    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[:3]}"
+    by_scope: dict[str, int] = {}
+    for m in mismatches:
+        by_scope[m[0]] = by_scope.get(m[0], 0) + 1
+    assert not mismatches, f"{len(mismatches)} mismatches {by_scope}, first: {mismatches[:3]}"
     return len(expected)
 
 
