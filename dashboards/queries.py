@@ -151,6 +151,15 @@ def _clickhouse_macro(name: str, argument: str | None, time_range: TimeRange) ->
 
 
 # --- running -----------------------------------------------------------------------------------
+def has_data(result: Sequence[Any]) -> bool:
+    """Whether a :meth:`BoardRunner.run` result shows something: a Prometheus series with at
+    least one sample, or at least one SQL row."""
+    return any(
+        bool(row.get("values") or row.get("value")) if isinstance(row, dict) else True
+        for row in result
+    )
+
+
 class BoardRunner:
     """Resolves variables and runs panel queries against Prometheus and ClickHouse."""
 
