@@ -10,6 +10,7 @@ PY := $(VENV)/bin/python
 # The stack CLI alone (not the whole `spm` app), so the stack starts even while other code
 # does not import.
 STACK := $(PY) -m streams.cli.stack
+SPM := $(VENV)/bin/spm
 VENV_STAMP := $(VENV)/.installed-pyproject
 DURATION ?= 60
 
@@ -55,8 +56,14 @@ lint: venv
 test: stack-up
 	$(VENV)/bin/pytest -q tests/
 
+# The main job: stack, worker (background, log in var/log/worker-demo.log), synthetic
+# organisation and traffic with a live leaderboard for DURATION seconds, then a summary.
 demo: stack-up
-	$(STACK) status
+	@mkdir -p var/log
+	$(PY) -c 'from streams.settings import get_settings; from streams.topics import ensure_topics; ensure_topics(get_settings())'
+	$(PY) -m faust -A streams.app worker -l info >var/log/worker-demo.log 2>&1 & worker=$$!; \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null || true' EXIT; \
+	  $(SPM) demo run --duration $(DURATION)
 
 bench: stack-up
 	shopt -s nullglob; for script in bench/*.py; do $(PY) "$$script" --duration $(DURATION); done

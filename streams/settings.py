@@ -46,9 +46,9 @@ class Settings(BaseSettings):
     publish_interval: float = Field(
         1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
     )
-    commit_interval: float = Field(0.2, description="Seconds between offset commits/transactions.")
+    commit_interval: float = Field(0.5, description="Seconds between offset commits/transactions.")
     batch_size: int = Field(500, description="Events an agent folds per batch (stream.take).")
-    batch_within: float = Field(0.05, description="Seconds an agent waits to fill a batch.")
+    batch_within: float = Field(0.2, description="Seconds an agent waits to fill a batch.")
 
     # --- organisation and engine rules ----------------------------------------------------
     timezone: str = Field("UTC", description="Organisation's IANA time zone.")

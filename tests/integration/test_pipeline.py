@@ -233,3 +233,15 @@ def test_api_errors_are_json_4xx(settings: Settings, worker: Worker) -> None:
         response = worker.get(path.format(rep=sc.reps[0]), **params)
         assert response.status_code == status, (path, params, response.text)
         assert "error" in response.json()
+
+
+def test_metrics_and_health_answer(settings: Settings, worker: Worker) -> None:
+    sc = scenario.generate(seed=3, activities=10, deals=2)
+    publish_reference(settings, sc)
+    worker.start()
+    health = worker.get("/healthz")
+    assert health.status_code == 200 and health.json()["reference_loaded"] is True
+    exposition = worker.get("/metrics")
+    assert exposition.status_code == 200, exposition.text
+    assert exposition.headers["content-type"].startswith("text/plain")
+    assert "spm_worker_up" in exposition.text
