@@ -41,7 +41,6 @@ class Settings(BaseSettings):
     web_port: int = Field(26066, description="Worker web server port.")
     max_event_bytes: int = Field(65536, description="Messages larger than this are rejected.")
     strict_types: bool = Field(False, description="Reject event types no metric counts.")
-    dedupe_retention_days: int = Field(35, description="Keep activity dedupe keys this long.")
     alert_interval: float = Field(60.0, description="Seconds between timer re-evaluations.")
     publish_interval: float = Field(
         1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."

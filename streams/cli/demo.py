@@ -26,6 +26,7 @@ from rich.progress import track
 from rich.table import Table
 from rich.text import Text
 
+from streams.engine.periods import PERIOD_TYPES
 from streams.orgsim import Organisation, backfill, traffic
 from streams.producer import DeliveryError, EventProducer, encode_event
 from streams.rules import Rules
@@ -279,8 +280,8 @@ class Demo:
         producer.flush()
         console.print(f"published {teams} teams, {reps} reps, {quotas} quotas")
 
-    def send_backfill(self, producer: EventProducer, now: datetime) -> None:
-        events = backfill(self.org, now, self.rules.calendar)
+    def send_backfill(self, producer: EventProducer, now: datetime, since: datetime) -> None:
+        events = backfill(self.org, now, self.rules.calendar, since)
         for event in track(events, description="Backfilling the quarter", console=console):
             self._send(producer, event)
             self.counters.backfill += 1
@@ -369,17 +370,26 @@ def run(
     rate: Annotated[float, typer.Option(min=0.1, help="Live events per second.")] = 20.0,
     seed: Annotated[int, typer.Option(help="Seed of the organisation and its traffic.")] = 42,
     regions: Annotated[int, typer.Option(min=1, max=4)] = 2,
-    teams_per_region: Annotated[int, typer.Option(min=1, max=5)] = 3,
-    reps_per_team: Annotated[int, typer.Option(min=1, max=30)] = 6,
+    teams_per_region: Annotated[int, typer.Option(min=1, max=5)] = 2,
+    reps_per_team: Annotated[int, typer.Option(min=1, max=30)] = 3,
     with_backfill: Annotated[
-        bool, typer.Option("--backfill/--no-backfill", help="Send the quarter so far first.")
+        bool, typer.Option("--backfill/--no-backfill", help="Send history first.")
     ] = True,
+    backfill_from: Annotated[
+        str,
+        typer.Option(
+            help="Period type whose current period the backfill starts at (day..year); "
+            "a longer one gives fuller figures but takes the worker longer to catch up."
+        ),
+    ] = "month",
     malformed: Annotated[
         float, typer.Option(min=0, max=1, help="Share of live events that break the contract.")
     ] = 0.002,
     refresh: Annotated[float, typer.Option(min=0.2, help="Seconds between API polls.")] = 1.0,
 ) -> None:
-    """Publish a synthetic org, backfill its quarter, stream live traffic, show a leaderboard."""
+    """Publish a synthetic org, backfill its history, stream live traffic, show a leaderboard."""
+    if backfill_from not in PERIOD_TYPES:
+        raise typer.BadParameter(f"one of {', '.join(PERIOD_TYPES)}", param_hint="--backfill-from")
     settings = get_settings()
     rules = Rules.from_settings(settings)
     now = datetime.now(UTC)
@@ -397,7 +407,7 @@ def run(
         with EventProducer(settings, rules.decoder) as producer:
             demo.publish_org(producer, now)
             if with_backfill:
-                demo.send_backfill(producer, now)
+                demo.send_backfill(producer, now, rules.calendar.current(backfill_from, now).start)
             demo.stream(producer, poller, rate, duration, malformed)
     except (DeliveryError, KafkaError) as exc:
         console.print(f"Kafka at {settings.kafka_bootstrap} failed: {exc}", style="bold red")
