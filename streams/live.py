@@ -124,9 +124,7 @@ class LiveViews:
                 "rep_id": rep_id,
                 "name": roster.rep_name(rep_id),
                 "team_id": roster.team_at(rep_id, _within(period, as_of)),
-                "value": str(f.value),
-                "target": None if f.target is None else str(f.target),
-                "attainment": None if f.attainment is None else str(f.attainment),
+                **{k: v for k, v in f.to_dict().items() if k in ("value", "target", "attainment")},
             }
             for rank, (rep_id, f) in enumerate(rows[:limit], start=1)
         ]

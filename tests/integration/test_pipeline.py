@@ -19,6 +19,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.engine.errors import Invalid
+from streams.engine.money import decimal_text
 from streams.engine.quotas import QuotaBook
 from streams.engine.recompute import recompute
 from streams.engine.roster import Roster
@@ -154,7 +155,30 @@ def test_figures_equal_recomputation(settings: Settings, worker: Worker) -> None
     wait_caught_up(settings, worker=worker)
     compared = assert_api_equals_recompute(worker, sc)
     assert compared > 1000
+    assert_leaderboard_equals_recompute(worker, sc)
     assert_dead_lettered(settings, sc)
+
+
+def assert_leaderboard_equals_recompute(worker: Worker, sc: scenario.Scenario) -> None:
+    """The revenue leaderboard of the quarter ranks reps by the recomputed values."""
+    expected = expected_figures(worker.settings, sc)
+    values = {
+        rep: expected[("rep", rep, "revenue", "2026-Q4")].value
+        if ("rep", rep, "revenue", "2026-Q4") in expected
+        else 0
+        for rep in sc.reps
+    }
+    ranking = sorted(values, key=lambda rep: (-values[rep], rep))
+    body = worker.get(
+        "/api/v1/leaderboard",
+        metric="revenue",
+        period="2026-Q4",
+        limit="5",
+        as_of=scenario.AS_OF.isoformat(),
+    ).json()
+    assert [e["rep_id"] for e in body["entries"]] == ranking[:5]
+    assert [e["value"] for e in body["entries"]] == [decimal_text(values[r]) for r in ranking[:5]]
+    assert [e["rank"] for e in body["entries"]] == [1, 2, 3, 4, 5]
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker: Worker) -> None:
