@@ -43,6 +43,7 @@ from tests.integration.harness import Worker, wait_caught_up, worker_settings
 
 def fresh(base: Settings, tmp: Path) -> Settings:
     prefix = f"b{uuid.uuid4().hex[:8]}"
+    (tmp / prefix).mkdir(parents=True)
     settings = worker_settings(base, prefix, tmp / prefix, alert_interval=3600.0)
     ensure_topics(settings)
     return settings
