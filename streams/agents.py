@@ -62,10 +62,12 @@ log = structlog.get_logger(__name__)
 
 rules = Rules.from_settings(settings)
 reference = ReferenceData()
-mirror = app.service(ReferenceMirror(settings, reference))
+mirror = ReferenceMirror(settings, reference)
+app.service(mirror)  # type: ignore[arg-type]  # Faust types it for classes; instances work
 views = LiveViews(rules.calendar, rules.catalog, rules.thresholds, reference)
 #: History: its own consumer group, so ClickHouse trouble never slows the agents down.
-history_sink = app.service(ClickHouseSink(settings))
+history_sink = ClickHouseSink(settings)
+app.service(history_sink)  # type: ignore[arg-type]
 
 activity_topic = app.topic(settings.topic("activity"))
 dlq_topic = app.topic(settings.topic("activity.dlq"))
@@ -243,7 +245,8 @@ class BookKeeper:
 
     @property
     def book(self) -> ContributionBook:
-        return getattr(views, self.book_attr)  # type: ignore[no-any-return]
+        book: ContributionBook = getattr(views, self.book_attr)
+        return book
 
     def rebuild(self) -> None:
         """Reload the book from the table after a restart or a rebalance."""
@@ -519,7 +522,7 @@ async def consumer_lag() -> None:
 
 
 @app.on_rebalance_complete.connect
-async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
+async def _on_rebalance(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     """Partitions moved: the books are rebuilt from the tables before the next batch."""
     rep_keeper.stale = True
     team_keeper.stale = True
@@ -528,11 +531,11 @@ async def _on_rebalance(sender: Any, **kwargs: Any) -> None:
 
 
 @app.on_worker_init.connect
-def _on_worker_init(sender: Any, **kwargs: Any) -> None:
+def _on_worker_init(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     local_state.open_tables(Path(app.conf.tabledir), app.in_transaction)
 
 
 @app.on_before_shutdown.connect
-async def _on_shutdown(sender: Any, **kwargs: Any) -> None:
+async def _on_shutdown(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
     metrics.WORKER_UP.set(0)
     local_state.close_tables(Path(app.conf.tabledir))

@@ -66,11 +66,13 @@ class ReferenceData:
         if value is None:  # a deleted roster record: history stays as it was
             return
         if value["kind"] == "team":
-            self.roster.set_team(value["team_id"], value.get("name"), value.get("parent_id"))
+            self.roster.set_team(
+                value["team_id"], value.get("name") or value["team_id"], value.get("parent_id")
+            )
         else:
             self.roster.set_assignment(
                 value["rep_id"],
-                value.get("name"),
+                value.get("name") or value["rep_id"],
                 value["team_id"],
                 _time(value.get("effective_from")),
             )
