@@ -53,6 +53,6 @@ app = create_app(settings)
 transactions.install(app)
 
 # Importing these modules attaches the agents, timers, services and views to ``app``.
-from streams import agents, web  # noqa: E402
+from streams import agents, web, web_history  # noqa: E402
 
-__all__ = ["agents", "app", "create_app", "settings", "web"]
+__all__ = ["agents", "app", "create_app", "settings", "web", "web_history"]
