@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import db, demo, events, grafana, stack
+from streams.cli import db, demo, events, grafana, replay, stack
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(stack.app, name="stack")
@@ -14,6 +14,7 @@ app.add_typer(events.quotas_app, name="quotas")
 app.add_typer(events.roster_app, name="roster")
 app.add_typer(events.teams_app, name="teams")
 app.add_typer(events.dlq_app, name="dlq")
+app.command("replay", help=replay.HELP)(replay.replay)
 app.add_typer(demo.app, name="demo")
 app.add_typer(grafana.app, name="grafana")
 
