@@ -140,12 +140,15 @@ def wait_caught_up(
     topics: Iterable[str] = PIPELINE_TOPICS,
     timeout: float = 240.0,
     worker: Worker | None = None,
+    group: str | None = None,
 ) -> None:
-    """Wait until the worker's group has committed past every data record of ``topics``.
+    """Wait until the worker's group (or ``group``, e.g. the sink's) has committed past every
+    data record of ``topics``.
 
     Stages feed each other, so the check must pass twice in a row with unchanged end offsets.
     """
     names = [settings.topic(t) for t in topics]
+    group = group or settings.app_id
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
@@ -163,7 +166,7 @@ def wait_caught_up(
                 TopicPartition(t, p) for t in names for p in consumer.partitions_for_topic(t) or ()
             ]
             ends = consumer.end_offsets(tps)
-            committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+            committed = admin.list_group_offsets(group).get(group, {})
             behind = {}
             for tp in tps:
                 done = committed.get(tp)
@@ -175,7 +178,7 @@ def wait_caught_up(
             previous = ends if not behind else None
             time.sleep(0.5)
         tail = worker.log_tail() if worker is not None else ""
-        raise AssertionError(f"worker did not catch up in {timeout}s: {behind}\n{tail}")
+        raise AssertionError(f"{group} did not catch up in {timeout}s: {behind}\n{tail}")
     finally:
         consumer.close()
         admin.close()
