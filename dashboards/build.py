@@ -140,6 +140,23 @@ def stat_panel() -> stat.Panel:
     )
 
 
+def count_stat(title: str, query: str, legend: str, below: str, from_one: str) -> stat.Panel:
+    """A big coloured count: ``below`` while it is 0, ``from_one`` from 1 on."""
+    return (
+        stat_panel()
+        .title(title)
+        .with_target(prom(query, legend))
+        .thresholds(
+            dashboard.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps([model.Threshold(value=None, color=below), model.Threshold(1, from_one)])
+        )
+        .color_mode(common.BigValueColorMode.BACKGROUND)
+        .span(6)
+        .height(5)
+    )
+
+
 def timeseries_panel() -> timeseries.Panel:
     return timeseries.Panel().datasource(PROMETHEUS).legend(legend())
 
@@ -307,41 +324,22 @@ def sales_floor() -> dashboard.Dashboard:
             .height(5)
         )
         .with_panel(
-            stat_panel()
-            .title("Reps behind target")
-            .with_target(
-                prom(
-                    f"count(max by (id) ({quota('status', 'rep', **team)}) == 2) or vector(0)",
-                    "reps",
-                )
+            count_stat(
+                "Reps behind target",
+                f"count(max by (id) ({quota('status', 'rep', **team)}) == 2) or vector(0)",
+                "reps",
+                "green",
+                "red",
             )
-            .thresholds(
-                dashboard.ThresholdsConfig()
-                .mode(model.ThresholdsMode.ABSOLUTE)
-                .steps([model.Threshold(value=None, color="green"), model.Threshold(1, "red")])
-            )
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .span(6)
-            .height(5)
         )
         .with_panel(
-            stat_panel()
-            .title("Quota alerts firing")
-            .with_target(
-                prom(
-                    'count(ALERTS{alertstate="firing", component="quota", team=~"$team"}) '
-                    "or vector(0)",
-                    "alerts",
-                )
+            count_stat(
+                "Quota alerts firing",
+                'count(ALERTS{alertstate="firing", component="quota", team=~"$team"}) or vector(0)',
+                "alerts",
+                "green",
+                "orange",
             )
-            .thresholds(
-                dashboard.ThresholdsConfig()
-                .mode(model.ThresholdsMode.ABSOLUTE)
-                .steps([model.Threshold(value=None, color="green"), model.Threshold(1, "orange")])
-            )
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .span(6)
-            .height(5)
         )
         .with_row(dashboard.Row("Teams"))
         .with_panel(
@@ -758,19 +756,7 @@ def pipeline_health() -> dashboard.Dashboard:
         )
         .time("now-6h", "now")
         .with_row(dashboard.Row("Overview"))
-        .with_panel(
-            stat_panel()
-            .title("Workers up")
-            .with_target(prom(f"sum(up{{{worker}}})", "up"))
-            .thresholds(
-                dashboard.ThresholdsConfig()
-                .mode(model.ThresholdsMode.ABSOLUTE)
-                .steps([model.Threshold(value=None, color="red"), model.Threshold(1, "green")])
-            )
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .span(6)
-            .height(5)
-        )
+        .with_panel(count_stat("Workers up", f"sum(up{{{worker}}})", "up", "red", "green"))
         .with_panel(
             stat_panel()
             .title("Events accepted / s")
@@ -790,22 +776,13 @@ def pipeline_health() -> dashboard.Dashboard:
             .height(5)
         )
         .with_panel(
-            stat_panel()
-            .title("Pipeline alerts firing")
-            .with_target(
-                prom(
-                    'count(ALERTS{alertstate="firing", component="pipeline"}) or vector(0)',
-                    "alerts",
-                )
+            count_stat(
+                "Pipeline alerts firing",
+                'count(ALERTS{alertstate="firing", component="pipeline"}) or vector(0)',
+                "alerts",
+                "green",
+                "red",
             )
-            .thresholds(
-                dashboard.ThresholdsConfig()
-                .mode(model.ThresholdsMode.ABSOLUTE)
-                .steps([model.Threshold(value=None, color="green"), model.Threshold(1, "red")])
-            )
-            .color_mode(common.BigValueColorMode.BACKGROUND)
-            .span(6)
-            .height(5)
         )
         .with_row(dashboard.Row("Events"))
         .with_panel(
