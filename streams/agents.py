@@ -263,6 +263,9 @@ class BookKeeper:
         put = self.book.put
         for message in batch:
             body = json.loads(message.value)
+            if "flush" in body:
+                applied.ticked = True
+                continue
             if "tick" in body:
                 applied.ticked = True
                 for key in self._owned(message.message.partition):
@@ -492,16 +495,30 @@ async def _maybe_alert(
 
 
 async def send_ticks(topics: Iterable[Any], full: bool = False) -> None:
-    """Send a tick to every owned partition of ``topics``.
+    """Send a tick to every owned partition of ``topics``."""
+    await send_control(topics, {"tick": datetime.now(UTC).isoformat(), "full": full})
 
-    Ticks go through the plain (non-transactional) producer: they carry no data, a lost or
-    repeated tick is harmless, and they must not wait for a partition's next transaction.
+
+async def send_control(topics: Iterable[Any], control: dict[str, Any]) -> None:
+    """Send a control message (tick, flush) to every owned partition of ``topics``.
+
+    They go through the plain (non-transactional) producer: they carry no data, a lost or
+    repeated one is harmless, and they must not wait for a partition's next transaction.
     """
-    body = _encode({"tick": datetime.now(UTC).isoformat(), "full": full})
+    body = _encode(control)
     names = {topic.get_topic_name() for topic in topics}
     for tp in sorted(app.consumer.assignment()):
         if tp.topic in names:
             await app.producer.send(tp.topic, None, body, tp.partition, None, None)
+
+
+@app.timer(interval=settings.publish_interval)
+async def flush_pending() -> None:
+    """Make sure what a stage holds back is published, and a stale book rebuilt, even when no
+    further input arrives: a ``flush`` message lets the stage do it inside a transaction."""
+    for keeper, publisher in ((rep_keeper, rep_publisher), (team_keeper, team_publisher)):
+        if keeper.stale or publisher.pending:
+            await send_control([keeper.topic], {"flush": True})
 
 
 @app.timer(interval=settings.alert_interval)

@@ -7,12 +7,13 @@ schedule: a crash in between commits the input offset of partition 2 while abort
 output, and the output is lost. It also commits offsets without first draining the buffer
 of table changelog writes, so a crash can keep an offset and lose the state it produced.
 
-This manager fixes both, the way Kafka Streams does it: every message produced while an
+This manager fixes both, the way Kafka Streams does it: every keyed message produced while an
 event is processed joins the transaction of that event's partition (its topic group and
 partition number), and the changelog buffer is flushed into the open transactions before
-offsets are committed with them. Table changelog writes already go to the source partition,
-so with all consumed topics in one co-partitioned group they land in the same transaction.
-Sends made outside any event (timers) keep Faust's behaviour.
+offsets are committed with them. Table changelog writes name their partition, which is the
+source partition of the event that made them, so they keep Faust's routing; with all consumed
+topics in one co-partitioned group they land in that event's transaction. Sends made outside
+any event (timers) keep Faust's behaviour too.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class SourcePartitionTransactions(TransactionManager):
         transactional_id: str | None = None,
     ) -> Awaitable[RecordMetadata]:
         event = current_event()
-        if event is None:
+        if event is None or partition is not None:
+            # No event, or a table changelog write, whose partition *is* the source partition
+            # of the event that made it (it may be flushed from the buffer while another
+            # partition's event is current): the destination partition's transaction.
             return await super().send(topic, key, value, partition, timestamp, headers)
         source = event.message.tp
         group = self.app.assignor.group_for_topic(source.topic)

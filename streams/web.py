@@ -14,7 +14,7 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from streams import metrics
-from streams.agents import mirror, reps_table, rules, teams_table, views
+from streams.agents import mirror, rep_keeper, reps_table, rules, team_keeper, teams_table, views
 from streams.app import app
 from streams.engine.credit import COMPANY, team_scope
 from streams.engine.errors import Invalid
@@ -68,7 +68,7 @@ def _as_of(raw: str | None) -> datetime:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 10
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIMIT:
         raise BadRequest("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
@@ -86,6 +86,8 @@ class ApiView(View):
             return self.bad(exc)
         if not mirror.ready.is_set():
             return self.error(503, "reference data (quotas, roster) still loading")
+        if rep_keeper.stale or team_keeper.stale:
+            return self.error(503, "live tables still being restored")
         if not views.known(scope, scope_id):
             return self.error(404, f"unknown {scope}: {scope_id}")
         return self.json(views.progress(scope, scope_id, query.period, query.as_of).to_dict())
@@ -148,10 +150,13 @@ class Leaderboard(ApiView):
 @app.page("/healthz")
 class Health(View):
     async def get(self, request: Request) -> Response:
-        ready = mirror.ready.is_set()
+        loaded = mirror.ready.is_set()
+        restored = not (rep_keeper.stale or team_keeper.stale)
+        ready = loaded and restored
         body = {
             "status": "ok" if ready else "starting",
-            "reference_loaded": ready,
+            "reference_loaded": loaded,
+            "tables_restored": restored,
             "reps": len(views.reference.roster.reps()),
             "assignment": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
         }
