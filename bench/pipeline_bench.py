@@ -190,22 +190,39 @@ def latency(base: Settings, tmp: Path, rate: float, seconds: float) -> dict[str,
     }
 
 
-def rss(base: Settings, tmp: Path, reps: int, timeout: float) -> dict[str, float]:
+def _rss_mb(worker: Worker) -> float:
+    assert worker.process is not None
+    status = Path(f"/proc/{worker.process.pid}/status").read_text()
+    return (
+        int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        / 1024
+    )
+
+
+def rss(base: Settings, tmp: Path, reps: int, timeout: float) -> dict[str, object]:
+    """RSS once the roster and quotas of ``reps`` reps are loaded, and after one event per
+    rep has been counted (or ``timeout`` ran out, which the result says)."""
     settings = fresh(base, tmp)
     ids = org(settings, reps)
-    produce(settings, events(reps, ids, seed=2))
     worker = Worker(settings, tmp / f"{settings.app_id}.log").start(timeout=timeout)
     try:
-        wait_caught_up(settings, timeout=timeout, worker=worker)
-        assert worker.process is not None
-        status = Path(f"/proc/{worker.process.pid}/status").read_text()
-        kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+        loaded = _rss_mb(worker)
+        produce(settings, events(reps, ids, seed=2))
+        try:
+            wait_caught_up(settings, timeout=timeout, worker=worker)
+            caught_up = True
+        except AssertionError:
+            caught_up = False
+        counted = _rss_mb(worker)
     finally:
         worker.stop()
+    metrics = len(Rules.from_settings(settings).catalog.names)
     return {
         "reps": reps,
-        "metrics": len(Rules.from_settings(settings).catalog.names),
-        "rss_mb": kb / 1024,
+        "metrics": metrics,
+        "rss_mb_reference_loaded": loaded,
+        "rss_mb_after_events": counted,
+        "caught_up": caught_up,
     }
 
 
@@ -215,7 +232,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5.0, help="latency probe events per s")
     parser.add_argument("--duration", type=float, default=20.0, help="latency probe seconds")
     parser.add_argument("--rss-reps", type=int, default=10_000, help="reps for the RSS figure")
-    parser.add_argument("--timeout", type=float, default=900.0, help="bound of each phase")
+    parser.add_argument("--timeout", type=float, default=300.0, help="bound of each phase")
     args = parser.parse_args()
     base = Settings()
     up(base)
