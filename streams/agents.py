@@ -2,7 +2,7 @@
 
 Each agent folds a batch of messages (``take_events``) with the engine's functions and writes
 each table key it changed. State is idempotent and order-free by construction (see
-``streams.engine.contributions`` and ``streams.engine.postings``): every contribution is keyed
+``streams.engine.contributions`` and ``streams.engine.credit``): every contribution is keyed
 and versioned, so a message processed twice — after a crash, a rebalance or a producer retry —
 changes nothing the second time, and the figures equal a from-scratch recomputation whatever
 the delivery order.
@@ -17,6 +17,8 @@ the delivery order.
    alerts and gauges of teams and the company.
 A timer sends ``tick`` messages to every owned partition of spm.credits and spm.team-credits,
 so pace, which falls as time passes without events, is re-evaluated and alerted on too.
+Every message a stage produces while processing an event joins that event's partition's
+transaction (``processing`` below and ``streams.transactions``).
 """
 
 from __future__ import annotations
@@ -213,7 +215,8 @@ class Applied:
     touched: dict[str, EventT] = field(default_factory=dict)
     #: Book keys whose every period is to be published again (after a restart).
     replay: set[str] = field(default_factory=set)
-    ticked: bool = False
+    #: A tick or flush message came: publish what is pending now.
+    flush_now: bool = False
 
 
 class BookKeeper:
@@ -264,10 +267,10 @@ class BookKeeper:
         for message in batch:
             body = json.loads(message.value)
             if "flush" in body:
-                applied.ticked = True
+                applied.flush_now = True
                 continue
             if "tick" in body:
-                applied.ticked = True
+                applied.flush_now = True
                 for key in self._owned(message.message.partition):
                     applied.touched.setdefault(key, message)
                     if body.get("full"):
@@ -335,7 +338,7 @@ class Publisher:
     async def publish(self, applied: Applied) -> None:
         self._note(applied)
         due = time.monotonic() - self.last_flush >= settings.publish_interval
-        if self.pending and (due or applied.ticked):
+        if self.pending and (due or applied.flush_now):
             await self._flush()
 
     def _note(self, applied: Applied) -> None:
