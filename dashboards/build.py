@@ -201,6 +201,23 @@ def pace_thresholds() -> dashboard.ThresholdsConfig:
     )
 
 
+def pace_column() -> list[model.DynamicConfigValue]:
+    """A table column of paces, coloured by the pace thresholds."""
+    return [
+        model.DynamicConfigValue("thresholds", pace_thresholds().build()),
+        model.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
+        model.DynamicConfigValue("decimals", 2),
+    ]
+
+
+def status_column() -> list[model.DynamicConfigValue]:
+    """A table column of status codes, shown by name and colour."""
+    return [
+        model.DynamicConfigValue("mappings", status_mappings()),
+        model.DynamicConfigValue("custom.cellOptions", {"type": "color-text"}),
+    ]
+
+
 def status_mappings() -> list[model.ValueMapping]:
     return [
         model.ValueMap(
@@ -443,21 +460,8 @@ def sales_floor() -> dashboard.Dashboard:
                     }
                 )
             )
-            .override_by_name(
-                "Pace",
-                [
-                    model.DynamicConfigValue("thresholds", pace_thresholds().build()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                    model.DynamicConfigValue("decimals", 2),
-                ],
-            )
-            .override_by_name(
-                "Status",
-                [
-                    model.DynamicConfigValue("mappings", status_mappings()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-text"}),
-                ],
-            )
+            .override_by_name("Pace", pace_column())
+            .override_by_name("Status", status_column())
             .override_by_name(
                 "Rep", [model.DynamicConfigValue("links", [link("Rep board", REP_BOARD_LINK)])]
             )
@@ -616,21 +620,8 @@ def rep_drilldown() -> dashboard.Dashboard:
                     model.DynamicConfigValue("max", 1),
                 ],
             )
-            .override_by_name(
-                "Pace",
-                [
-                    model.DynamicConfigValue("thresholds", pace_thresholds().build()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                    model.DynamicConfigValue("decimals", 2),
-                ],
-            )
-            .override_by_name(
-                "Status",
-                [
-                    model.DynamicConfigValue("mappings", status_mappings()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-text"}),
-                ],
-            )
+            .override_by_name("Pace", pace_column())
+            .override_by_name("Status", status_column())
             .span(16)
             .height(9)
         )
