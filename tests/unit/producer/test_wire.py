@@ -91,7 +91,7 @@ def test_quota_records_are_json_keyed_and_read_back_by_the_worker_mirror(rules: 
         "scope_id": "r1",
         "metric": "revenue",
         "period": "2026-Q4",
-        "target": "125000.50",
+        "target": "125000.5",
         "effective_from": None,
     }
     dated_key, dated_value = quota_record(dated)
