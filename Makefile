@@ -53,7 +53,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: stack-up
+test: lint stack-up
 	$(VENV)/bin/pytest -q tests/
 
 # The main job: stack, worker (background, log in var/log/worker-demo.log), synthetic
