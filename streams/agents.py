@@ -18,7 +18,9 @@ the delivery order.
 A timer sends ``tick`` messages to every owned partition of spm.credits and spm.team-credits,
 so pace, which falls as time passes without events, is re-evaluated and alerted on too.
 Every message a stage produces while processing an event joins that event's partition's
-transaction (``processing`` below and ``streams.transactions``).
+transaction (``processing`` below and ``streams.transactions``); sends use ``force=True`` so
+Faust publishes them at once, in that context, rather than attaching them to the event's offset
+and publishing them later from the commit, outside any event.
 """
 
 from __future__ import annotations
@@ -139,10 +141,11 @@ async def _ingest_one(event: EventT) -> None:
             ("spm-source-partition", _header(message.partition)),
             ("spm-source-offset", _header(message.offset)),
         ]
-        await dlq_topic.send(key=message.key, value=raw, headers=headers)
+        await dlq_topic.send(force=True, key=message.key, value=raw, headers=headers)
         return
     metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - decoded.time.timestamp()))
     await events_topic.send(
+        force=True,
         key=decoded.partition_key.encode(),
         value=decoded.to_json(),
         headers=[("spm-type", decoded.type.encode())],
@@ -160,7 +163,9 @@ async def ledger(stream: Any) -> None:
         for message, (rep_id, key, contribution) in _rep_credits(batch):
             with processing(message):
                 await credits_topic.send(
-                    key=rep_id.encode(), value=_credit_message(rep_id, key, contribution)
+                    force=True,
+                    key=rep_id.encode(),
+                    value=_credit_message(rep_id, key, contribution),
                 )
 
 
@@ -406,7 +411,9 @@ async def reps(stream: Any) -> None:
             with processing(applied.touched[change.scope_id]):
                 for scope_id, key, contribution in team_contributions(change, change.key, roster):
                     await team_credits_topic.send(
-                        key=scope_id.encode(), value=_credit_message(scope_id, key, contribution)
+                        force=True,
+                        key=scope_id.encode(),
+                        value=_credit_message(scope_id, key, contribution),
                     )
         await rep_publisher.publish(applied)
 
@@ -447,7 +454,7 @@ async def _publish_scope(
             "as_of": now.isoformat(),
             **f.to_dict(),
         }
-        await progress_topic.send(key=key.encode(), value=_encode(record))
+        await progress_topic.send(force=True, key=key.encode(), value=_encode(record))
     team = reference.roster.team_at(scope_id, now) if scope == "rep" else None
     if scope == "rep":
         name = reference.roster.rep_name(scope_id) or scope_id
@@ -494,7 +501,7 @@ async def _maybe_alert(
         "at": now.isoformat(),
     }
     metrics.ALERTS_EMITTED.labels(scope, f.status).inc()
-    await alerts_topic.send(key=f"{scope}:{scope_id}".encode(), value=_encode(alert))
+    await alerts_topic.send(force=True, key=f"{scope}:{scope_id}".encode(), value=_encode(alert))
 
 
 async def send_ticks(topics: Iterable[Any], full: bool = False) -> None:

@@ -18,6 +18,7 @@ any event (timers) keep Faust's behaviour too.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Mapping
 from typing import Any
 
@@ -25,6 +26,9 @@ from faust.streams import current_event
 from faust.transport.consumer import TransactionManager
 from faust.types import TP, AppT
 from faust.types.tuples import RecordMetadata
+
+#: Seconds a commit waits for the changelog buffer to drain.
+DRAIN_TIMEOUT = 30.0
 
 
 class SourcePartitionTransactions(TransactionManager):
@@ -62,8 +66,15 @@ class SourcePartitionTransactions(TransactionManager):
 
     async def commit(self, offsets: Mapping[TP, int], start_new_transaction: bool = True) -> bool:
         # Changelog writes wait in Faust's producer buffer; they must be in the transaction
-        # that commits the offsets of the events that made them.
-        await self.app.producer.buffer.flush()
+        # that commits the offsets of the events that made them. Faust's ``flush`` gives up
+        # after 0.1 s without progress, so drain until empty, and refuse to commit otherwise
+        # (the worker then restarts from the last commit instead of losing state).
+        buffer = self.app.producer.buffer
+        deadline = time.monotonic() + DRAIN_TIMEOUT
+        while buffer.size and time.monotonic() < deadline:
+            await buffer.flush_atmost(None)
+        if buffer.size:
+            raise RuntimeError(f"{buffer.size} changelog writes not sent in {DRAIN_TIMEOUT}s")
         return await super().commit(offsets, start_new_transaction=start_new_transaction)
 
 
