@@ -71,7 +71,8 @@ app.service(mirror)  # type: ignore[arg-type]  # Faust types it for classes; ins
 views = LiveViews(rules.calendar, rules.catalog, rules.thresholds, reference)
 #: History: its own consumer group, so ClickHouse trouble never slows the agents down.
 history_sink = ClickHouseSink(settings)
-app.service(history_sink)  # type: ignore[arg-type]
+if settings.history_sink:
+    app.service(history_sink)  # type: ignore[arg-type]
 
 activity_topic = app.topic(settings.topic("activity"))
 dlq_topic = app.topic(settings.topic("activity.dlq"))

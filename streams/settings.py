@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="chdb:///path (default <var_dir>/clickhouse) or http://u:p@host:8123/db"
     )
+    history_sink: bool = Field(
+        True, description="Run the ClickHouse sink inside the worker (false: `spm db sink`)."
+    )
     sink_batch_rows: int = Field(5000, description="Sink flushes at this many rows...")
     sink_batch_seconds: float = Field(1.0, description="...or after this many seconds.")
     snapshot_interval: float = Field(60.0, description="Seconds between progress snapshots.")

@@ -33,7 +33,9 @@ from tests.integration.harness import Worker, wait_caught_up, worker_settings
 
 @pytest.fixture
 def settings(stack: Settings, unique_prefix: str, tmp_path: Path) -> Settings:
-    s = worker_settings(stack, unique_prefix, tmp_path)
+    # The figures under test are the live tables'; history has its own tests. Embedded chDB in
+    # the same process has been seen to freeze the worker's event loop for minutes under load.
+    s = worker_settings(stack, unique_prefix, tmp_path, history_sink=False)
     ensure_topics(s)
     return s
 
@@ -181,8 +183,12 @@ def assert_leaderboard_equals_recompute(worker: Worker, sc: scenario.Scenario) -
     assert [e["rank"] for e in body["entries"]] == [1, 2, 3, 4, 5]
 
 
-def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker: Worker) -> None:
-    sc = scenario.generate(seed=23)
+def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, tmp_path: Path) -> None:
+    # Small batches: a restart with a large backlog has been seen to stall Faust's producer
+    # buffer ("producer buffer full", then silence); see the issue notes.
+    settings = settings.model_copy(update={"batch_size": 50})
+    worker = Worker(settings, tmp_path / "worker.log")
+    sc = scenario.generate(seed=23, activities=1000, deals=120)
     publish_reference(settings, sc)
     worker.start()
     half = len(sc.events) // 2
@@ -197,9 +203,12 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, worker
             producer.send(settings.topic("activity"), raw)
         producer.flush()
     worker.start()
-    wait_caught_up(settings, worker=worker)
-    assert_api_equals_recompute(worker, sc)
-    assert_dead_lettered(settings, sc)
+    try:
+        wait_caught_up(settings, worker=worker)
+        assert_api_equals_recompute(worker, sc)
+        assert_dead_lettered(settings, sc)
+    finally:
+        worker.stop()
 
 
 def wait_for_progress(worker: Worker) -> None:
