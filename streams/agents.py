@@ -39,6 +39,7 @@ import structlog
 from aiokafka.partitioner import DefaultPartitioner
 from faust.streams import _current_event
 from faust.types import EventT
+from faust.types.enums import ProcessingGuarantee
 
 from streams import local_state, metrics
 from streams.app import app, settings
@@ -560,7 +561,10 @@ async def _on_rebalance(sender: Any, /, *args: Any, signal: Any = None, **kwargs
 
 @app.on_worker_init.connect
 def _on_worker_init(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-    local_state.open_tables(Path(app.conf.tabledir), app.in_transaction)
+    # Not ``app.in_transaction``: a cached property that is False until the worker has started,
+    # so reading it here would switch exactly-once off for good.
+    exactly_once = app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE
+    local_state.open_tables(Path(app.conf.tabledir), exactly_once)
 
 
 @app.on_before_shutdown.connect

@@ -157,6 +157,8 @@ class Health(View):
             "status": "ok" if ready else "starting",
             "reference_loaded": loaded,
             "tables_restored": restored,
+            # What the worker really runs with (Faust decides once the worker has started).
+            "exactly_once": app.in_transaction,
             "reps": len(views.reference.roster.reps()),
             "assignment": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
         }

@@ -204,6 +204,7 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, tmp_pa
         producer.flush()
     worker.start()
     try:
+        assert worker.get("/healthz").json()["exactly_once"] is True
         wait_caught_up(settings, worker=worker)
         assert_api_equals_recompute(worker, sc)
         assert_dead_lettered(settings, sc)
@@ -274,6 +275,10 @@ def test_metrics_and_health_answer(settings: Settings, worker: Worker) -> None:
     worker.start()
     health = worker.get("/healthz")
     assert health.status_code == 200 and health.json()["reference_loaded"] is True
+    # The default guarantee is really in force (Faust silently falls back to at-least-once
+    # when ``app.in_transaction`` is read before the worker has started).
+    assert settings.processing_guarantee == "exactly_once"
+    assert health.json()["exactly_once"] is True
     exposition = worker.get("/metrics")
     assert exposition.status_code == 200, exposition.text
     assert exposition.headers["content-type"].startswith("text/plain")
