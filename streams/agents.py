@@ -20,7 +20,8 @@ so pace, which falls as time passes without events, is re-evaluated and alerted 
 Every message a stage produces while processing an event joins that event's partition's
 transaction (``processing`` below and ``streams.transactions``); sends use ``force=True`` so
 Faust publishes them at once, in that context, rather than attaching them to the event's offset
-and publishing them later from the commit, outside any event.
+and publishing them later from the commit, outside any event. Each batch runs inside
+``batches.batch()``, so no commit splits a batch's table writes from its messages.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from streams.live import LiveViews
 from streams.reference import ReferenceData, ReferenceMirror
 from streams.rules import Rules
 from streams.sinks.clickhouse import ClickHouseSink
+from streams.transactions import batches
 
 log = structlog.get_logger(__name__)
 
@@ -122,9 +124,10 @@ def _header(value: Any) -> bytes:
 async def ingest(stream: Any) -> None:
     """Validate every input message; dead-letter the bad ones with their original bytes."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
-        for event in batch:
-            with processing(event):
-                await _ingest_one(event)
+        async with batches.batch():
+            for event in batch:
+                with processing(event):
+                    await _ingest_one(event)
 
 
 async def _ingest_one(event: EventT) -> None:
@@ -162,13 +165,14 @@ async def ledger(stream: Any) -> None:
     """Merge deal events into the ledger; turn accepted events into rep contributions."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await mirror.ready.wait()
-        for message, (rep_id, key, contribution) in _rep_credits(batch):
-            with processing(message):
-                await credits_topic.send(
-                    force=True,
-                    key=rep_id.encode(),
-                    value=_credit_message(rep_id, key, contribution),
-                )
+        async with batches.batch():
+            for message, (rep_id, key, contribution) in _rep_credits(batch):
+                with processing(message):
+                    await credits_topic.send(
+                        force=True,
+                        key=rep_id.encode(),
+                        value=_credit_message(rep_id, key, contribution),
+                    )
 
 
 def _credit_message(scope_id: str, key: str, c: Contribution) -> bytes:
@@ -406,18 +410,19 @@ async def reps(stream: Any) -> None:
     """Keep rep contributions; roll each change up to the rep's team lineage at event time."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await mirror.ready.wait()
-        await rep_keeper.ensure_fresh()
-        applied = rep_keeper.apply(batch)
-        roster = reference.roster
-        for change in applied.changes:
-            with processing(applied.touched[change.scope_id]):
-                for scope_id, key, contribution in team_contributions(change, change.key, roster):
-                    await team_credits_topic.send(
-                        force=True,
-                        key=scope_id.encode(),
-                        value=_credit_message(scope_id, key, contribution),
-                    )
-        await rep_publisher.publish(applied)
+        async with batches.batch():
+            await rep_keeper.ensure_fresh()
+            applied = rep_keeper.apply(batch)
+            roster = reference.roster
+            for change in applied.changes:
+                with processing(applied.touched[change.scope_id]):
+                    for scope_id, key, c in team_contributions(change, change.key, roster):
+                        await team_credits_topic.send(
+                            force=True,
+                            key=scope_id.encode(),
+                            value=_credit_message(scope_id, key, c),
+                        )
+            await rep_publisher.publish(applied)
 
 
 @app.agent(team_credits_topic)
@@ -425,8 +430,9 @@ async def teams(stream: Any) -> None:
     """Keep team and company contributions (scope ids ``team:<id>`` and ``company:company``)."""
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_within):
         await mirror.ready.wait()
-        await team_keeper.ensure_fresh()
-        await team_publisher.publish(team_keeper.apply(batch))
+        async with batches.batch():
+            await team_keeper.ensure_fresh()
+            await team_publisher.publish(team_keeper.apply(batch))
 
 
 # --- progress, alerts, metrics -------------------------------------------------------------------

@@ -14,12 +14,22 @@ offsets are committed with them. Table changelog writes name their partition, wh
 source partition of the event that made them, so they keep Faust's routing; with all consumed
 topics in one co-partitioned group they land in that event's transaction. Sends made outside
 any event (timers) keep Faust's behaviour too.
+
+Faust commits from a timer, concurrently with the agents. A commit that lands in the middle
+of a batch splits an event's effects over two transactions: its table write in the one that
+commits, the message that write stands for in the next. After a crash the replayed event
+finds the write "already done" and the message is lost. So a commit waits, through
+:data:`batches`, until no batch is being processed, and holds new ones back until it is done;
+offsets are only acknowledged after their batch, so a crash can repeat work (which the
+idempotent stages absorb) but never lose it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 from faust.streams import current_event
@@ -29,6 +39,48 @@ from faust.types.tuples import RecordMetadata
 
 #: Seconds a commit waits for the changelog buffer to drain.
 DRAIN_TIMEOUT = 30.0
+
+
+class BatchGate:
+    """Keeps transaction boundaries between batches: many batches at once, or one commit."""
+
+    def __init__(self) -> None:
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+        self._commit = asyncio.Lock()
+
+    @asynccontextmanager
+    async def batch(self) -> AsyncIterator[None]:
+        """Process one batch: its table writes and messages all join the same transactions."""
+        while not self._open.is_set():
+            await self._open.wait()
+        self._active += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._active -= 1
+            if not self._active:
+                self._idle.set()
+
+    @asynccontextmanager
+    async def between_batches(self) -> AsyncIterator[None]:
+        """Wait for the batches under way to finish; hold new ones back until the block ends."""
+        async with self._commit:
+            self._open.clear()
+            try:
+                while self._active:
+                    await self._idle.wait()
+                yield
+            finally:
+                self._open.set()
+
+
+#: The worker's gate: agents enter it per batch, commits wait for it.
+batches = BatchGate()
 
 
 class SourcePartitionTransactions(TransactionManager):
@@ -69,13 +121,14 @@ class SourcePartitionTransactions(TransactionManager):
         # that commits the offsets of the events that made them. Faust's ``flush`` gives up
         # after 0.1 s without progress, so drain until empty, and refuse to commit otherwise
         # (the worker then restarts from the last commit instead of losing state).
-        buffer = self.app.producer.buffer
-        deadline = time.monotonic() + DRAIN_TIMEOUT
-        while buffer.size and time.monotonic() < deadline:
-            await buffer.flush_atmost(None)
-        if buffer.size:
-            raise RuntimeError(f"{buffer.size} changelog writes not sent in {DRAIN_TIMEOUT}s")
-        return await super().commit(offsets, start_new_transaction=start_new_transaction)
+        async with batches.between_batches():
+            buffer = self.app.producer.buffer
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while buffer.size and time.monotonic() < deadline:
+                await buffer.flush()
+            if buffer.size:
+                raise RuntimeError(f"{buffer.size} changelog writes not sent in {DRAIN_TIMEOUT}s")
+            return await super().commit(offsets, start_new_transaction=start_new_transaction)
 
 
 def install(app: AppT) -> None:
