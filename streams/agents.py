@@ -558,7 +558,15 @@ async def consumer_lag() -> None:
 
 @app.on_rebalance_complete.connect
 async def _on_rebalance(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-    """Partitions moved: the books are rebuilt from the tables before the next batch."""
+    """Partitions moved: the books are rebuilt from the tables before the next batch.
+
+    Faust sends this signal, then resumes the stream partitions and seeks them to their
+    committed offsets while the fetcher is already delivering. Records delivered in between
+    throw its read-offset bookkeeping off: a re-fetched range is dropped as "already read"
+    (never acknowledged: the partition stalls) or skipped as a gap (acknowledged unprocessed:
+    events are lost). Stopping the flow here closes that window; Faust resumes it after the seek.
+    """
+    app.consumer.stop_flow()
     rep_keeper.stale = True
     team_keeper.stale = True
     metrics.CONSUMER_LAG.clear()

@@ -184,8 +184,7 @@ def assert_leaderboard_equals_recompute(worker: Worker, sc: scenario.Scenario) -
 
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(settings: Settings, tmp_path: Path) -> None:
-    # Small batches: a restart with a large backlog has been seen to stall Faust's producer
-    # buffer ("producer buffer full", then silence); see the issue notes.
+    # Small batches, so the kill lands between and inside many batches and transactions.
     settings = settings.model_copy(update={"batch_size": 50})
     worker = Worker(settings, tmp_path / "worker.log")
     sc = scenario.generate(seed=23, activities=1000, deals=120)
