@@ -7,15 +7,13 @@ import signal
 
 import typer
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from rich.console import Console
 
+from streams.cli.common import console, error_console
 from streams.clickhouse import get_client, shown_dsn
 from streams.migrations import MigrationError, applied_versions, migrate
 from streams.settings import get_settings
 
 app = typer.Typer(help="The ClickHouse history database.", no_args_is_help=True)
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 @app.command("migrate")

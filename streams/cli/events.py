@@ -2,25 +2,29 @@
 
 Every command validates with the engine before publishing and treats a batch as a whole:
 when any line or row is bad nothing is published (unless ``--skip-bad``), and every error
-names its line. Exit codes: 0 all published, 1 some rows skipped (``--skip-bad``) or letters
-still failing, 2 nothing published (bad usage, every row rejected, Kafka unreachable).
+names its line. Exit codes: see ``streams.cli.common``.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from kafka.errors import KafkaError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import track
 from rich.table import Table
 
+from streams.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_BAD,
+    console,
+    error_console,
+    fail,
+    kafka_producer,
+)
 from streams.engine.errors import Invalid
 from streams.engine.imports import (
     QuotaRow,
@@ -30,20 +34,15 @@ from streams.engine.imports import (
     parse_roster_csv,
     parse_teams_csv,
 )
-from streams.producer import DeliveryError, EventProducer, read_event_lines
+from streams.producer import EventProducer, read_event_lines
 from streams.replay import replay_dead_letters, replay_group
 from streams.rules import Rules
-from streams.settings import Settings, get_settings
-from streams.topics import ensure_topics
+from streams.settings import get_settings
 
 quotas_app = typer.Typer(help="Quota targets (compacted topic spm.quotas).", no_args_is_help=True)
 roster_app = typer.Typer(help="Reps and their teams (topic spm.roster).", no_args_is_help=True)
 teams_app = typer.Typer(help="The team tree (topic spm.roster).", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters (topic spm.activity.dlq).", no_args_is_help=True)
-console = Console(highlight=False)
-error_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-EXIT_OK, EXIT_SOME_BAD, EXIT_NOTHING_SENT = 0, 1, 2
 MAX_ERRORS_SHOWN = 50
 PROGRESS_FROM_ROWS = 1000  # shorter batches finish before a bar is worth drawing
 
@@ -52,11 +51,6 @@ SkipBad = Annotated[
     bool, typer.Option("--skip-bad", help="Publish the valid rows even if some are bad (exit 1).")
 ]
 CsvFile = Annotated[Path, typer.Argument(metavar="FILE.csv", help="CSV file with a header row.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    error_console.print(f"[bold red]{escape(message)}[/bold red]")
-    return typer.Exit(EXIT_NOTHING_SENT)
 
 
 def _report_errors(errors: Sequence[Invalid]) -> None:
@@ -70,9 +64,9 @@ def _report_errors(errors: Sequence[Invalid]) -> None:
 def _verdict(good: int, bad: int, skip_bad: bool, noun: str) -> int:
     """The exit code a batch will end with; raises Exit(2) when nothing may be sent."""
     if bad and not skip_bad:
-        raise _fail(f"{bad} bad {noun}: nothing published (--skip-bad publishes the rest)")
+        raise fail(f"{bad} bad {noun}: nothing published (--skip-bad publishes the rest)")
     if not good:
-        raise _fail(f"no valid {noun}: nothing published")
+        raise fail(f"no valid {noun}: nothing published")
     return EXIT_SOME_BAD if bad else EXIT_OK
 
 
@@ -91,29 +85,13 @@ def _summary(verb: str, count: int, noun: str, topic: str, skipped: int) -> None
     console.print(f"{verb} {count} {noun} to {topic}{tail}")
 
 
-@contextmanager
-def _producer(settings: Settings, create_topics: bool = True) -> Iterator[EventProducer]:
-    """A producer whose failures (broker down, sends refused) end the command with exit 2.
-
-    The topics are created first if missing (the broker does not auto-create them), so a
-    fresh stack accepts imports before the worker ever ran.
-    """
-    try:
-        if create_topics:
-            ensure_topics(settings)
-        with EventProducer(settings) as producer:
-            yield producer
-    except (DeliveryError, KafkaError) as exc:
-        raise _fail(f"Kafka at {settings.kafka_bootstrap} failed: {exc}") from None
-
-
 def _read_source(source: str) -> str:
     """The text of a file argument, or of standard input for ``-``."""
     if source == "-":
         return sys.stdin.read()
     path = Path(source)
     if not path.is_file():
-        raise _fail(f"no such file: {source}")
+        raise fail(f"no such file: {source}")
     return path.read_text(encoding="utf-8")
 
 
@@ -133,7 +111,7 @@ def emit(
     accepted, errors = read_event_lines(lines, Rules.from_settings(settings).decoder)
     _report_errors(errors)
     code = _verdict(len(accepted), len(errors), skip_bad, "events")
-    with _producer(settings) as producer:
+    with kafka_producer(settings) as producer:
         for line in _progress(accepted, "Sending events"):
             producer.send_valid(line.raw, line.event)
     _summary("sent", len(accepted), "events", settings.topic("activity"), len(errors))
@@ -151,11 +129,11 @@ def _import(
     """The shared shape of the CSV imports: parse everything, report, publish all or none."""
     settings = get_settings()
     if not file.is_file():
-        raise _fail(f"no such file: {file}")
+        raise fail(f"no such file: {file}")
     rows, errors = parse(file.read_text(encoding="utf-8"), Rules.from_settings(settings))
     _report_errors(errors)
     code = _verdict(len(rows), len(errors), skip_bad, noun)
-    with _producer(settings) as producer:
+    with kafka_producer(settings) as producer:
         publish(producer, _progress(rows, f"Publishing {noun}"))
     _summary("published", len(rows), noun, settings.topic(topic), len(errors))
     raise typer.Exit(code)
@@ -208,13 +186,13 @@ def replay(
 ) -> None:
     """Re-validate dead letters and re-submit those that now pass (e.g. after a catalog fix)."""
     settings = get_settings()
-    with _producer(settings, create_topics=False) as producer:
+    with kafka_producer(settings, create_topics=False) as producer:
         try:
             report = replay_dead_letters(
                 producer, since_offset=since_offset, limit=limit, dry_run=dry_run
             )
         except ValueError as exc:
-            raise _fail(f"dlq replay: {exc}") from None
+            raise fail(f"dlq replay: {exc}") from None
     verb = "would replay" if dry_run else "replayed"
     console.print(
         f"read {report.read} letters from {settings.topic('activity.dlq')} "

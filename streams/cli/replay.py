@@ -35,7 +35,14 @@ from rich.progress import (
 from rich.table import Table
 
 from streams import history
-from streams.cli.events import EXIT_OK, EXIT_SOME_BAD, _fail, _producer, console, error_console
+from streams.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_BAD,
+    console,
+    error_console,
+    fail,
+    kafka_producer,
+)
 from streams.clickhouse import get_client, shown_dsn
 from streams.engine.instants import parse_instant
 from streams.settings import Settings, get_settings
@@ -193,13 +200,13 @@ def replay(
     try:  # the history answers before any topic is touched
         first = next(lines, None)
     except HistoryUnreadable as exc:
-        raise _fail(f"{exc}: nothing replayed") from None
+        raise fail(f"{exc}: nothing replayed") from None
     if first is None:
         console.print(f"no events to replay in {escape(origin)}")
         raise typer.Exit(EXIT_OK)
     sent, rejected = 0, Counter[str]()
     topic = settings.topic("activity")
-    with _producer(settings) as producer, _progress() as progress:
+    with kafka_producer(settings) as producer, _progress() as progress:
         task = progress.add_task(f"Replaying to {topic}", total=None)
         try:
             for line in itertools.chain([first], lines):
@@ -211,7 +218,7 @@ def replay(
                 progress.advance(task)
         except HistoryUnreadable as exc:
             producer.flush()
-            raise _fail(f"{exc} (after {sent} events were replayed)") from None
+            raise fail(f"{exc} (after {sent} events were replayed)") from None
     console.print(f"replayed {sent} events from {escape(origin)} to {escape(topic)}")
     if rejected:
         table = Table(title="rejected by today's rules (not sent)", title_justify="left")
