@@ -135,23 +135,36 @@ class Poller(threading.Thread):
 
 
 class DeadLetterCounter:
-    """Letters added to the DLQ topic since the demo started (end offsets minus the start)."""
+    """Letters added to the DLQ topic since the demo started.
+
+    Counted by reading them (read_committed): the worker writes them in transactions, whose
+    commit markers take offsets too, so end offsets would overcount.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+        )
         topic = settings.topic("activity.dlq")
         partitions = self.consumer.partitions_for_topic(topic) or set()
-        self.tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        self.start = self._total()
-
-    def _total(self) -> int:
-        return sum(self.consumer.end_offsets(self.tps).values()) if self.tps else 0
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        for tp, offset in (self.consumer.end_offsets(tps) if tps else {}).items():
+            self.consumer.seek(tp, offset)
+        self.seen = 0
+        self.tps = tps
 
     def count(self) -> int:
-        try:
-            return self._total() - self.start
-        except KafkaError:
+        if not self.tps:
             return 0
+        try:
+            batches = self.consumer.poll(timeout_ms=200)
+        except KafkaError:
+            return self.seen
+        self.seen += sum(len(records) for records in batches.values())
+        return self.seen
 
     def close(self) -> None:
         self.consumer.close()

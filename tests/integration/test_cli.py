@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
+from streams.cli.demo import DeadLetterCounter
 from streams.engine.money import DEFAULT_RATES
 from streams.replay import replay_group
 from streams.settings import REPO_ROOT, Settings
@@ -268,3 +269,22 @@ def test_demo_without_a_worker_keeps_sending_and_exits_1(settings: Settings) -> 
     assert 40 <= len(live) <= 70  # about 3 s at 20 events/s
     roster = read_topic(settings, "roster")
     assert len(roster) == 6
+
+
+def test_demo_counts_dead_letters_not_the_offsets_of_transaction_markers(
+    settings: Settings,
+) -> None:
+    counter = DeadLetterCounter(settings)
+    producer = KafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        transactional_id=f"{settings.app_id}-dlq-writer",
+    )
+    producer.init_transactions()
+    for letter in (b"first", b"second"):  # as the worker writes them: one transaction each
+        producer.begin_transaction()
+        producer.send(settings.topic("activity.dlq"), letter, partition=0)
+        producer.commit_transaction()
+    producer.close()
+    seen = [counter.count() for _ in range(10)]  # each count polls up to 0.2 s
+    counter.close()
+    assert seen[-1] == 2, seen
