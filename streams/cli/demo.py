@@ -39,6 +39,8 @@ console = Console(highlight=False, markup=False)  # names and API errors are sho
 METRIC = "revenue"
 STATUS_STYLES = {"on_track": "green", "at_risk": "yellow", "behind": "bold red"}
 API_TIMEOUT = 2.0
+#: Seconds the summary waits for the worker to dead-letter the last malformed events it was sent.
+DLQ_SETTLE = 10.0
 
 
 # --- reading the worker API -------------------------------------------------------------------
@@ -128,9 +130,13 @@ class Poller(threading.Thread):
             self.dead_letters = self._dlq.count()
             self._stop_event.wait(self.interval)
 
-    def stop(self) -> None:
+    def stop(self, dead_letters_expected: int = 0) -> None:
+        """Stop polling; give the worker up to ``DLQ_SETTLE`` s to dead-letter the last sends."""
         self._stop_event.set()
         self.join(timeout=API_TIMEOUT * 30)
+        deadline = time.monotonic() + DLQ_SETTLE
+        while self.dead_letters < dead_letters_expected and time.monotonic() < deadline:
+            self.dead_letters = self._dlq.count()
         self._dlq.close()
 
 
@@ -425,7 +431,7 @@ def run(
     except (DeliveryError, KafkaError) as exc:
         console.print(f"Kafka at {settings.kafka_bootstrap} failed: {exc}", style="bold red")
         raise typer.Exit(2) from None
-    poller.stop()
+    poller.stop(dead_letters_expected=demo.counters.rejected)
     answered = demo.summary(poller.dead_letters) or poller.answered
     demo.api.close()
     if not answered:
