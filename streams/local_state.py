@@ -19,16 +19,14 @@ log = structlog.get_logger(__name__)
 MARKER = "clean-shutdown"
 
 
-def open_tables(tabledir: Path, exactly_once: bool) -> bool:
-    """Call before the tables open; returns True when local state was dropped."""
+def open_tables(tabledir: Path, exactly_once: bool) -> None:
+    """Call before the tables open."""
     marker = tabledir / MARKER
     clean = marker.exists()
     marker.unlink(missing_ok=True)
     if exactly_once and not clean and tabledir.exists():
         shutil.rmtree(tabledir)
         log.warning("unclean shutdown: local tables dropped, restoring from changelogs")
-        return True
-    return False
 
 
 def close_tables(tabledir: Path) -> None:

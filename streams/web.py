@@ -12,6 +12,7 @@ from typing import Any
 
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from faust.web.exceptions import ValidationError
 
 from streams import metrics
 from streams.agents import mirror, rep_keeper, reps_table, rules, team_keeper, teams_table, views
@@ -21,15 +22,6 @@ from streams.engine.errors import Invalid
 from streams.engine.periods import Period
 
 MAX_LIMIT = 1000
-
-
-class BadRequest(Exception):
-    """A request parameter is wrong; answered with 400 and the field it concerns."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ class Query:
         else:
             parsed = rules.calendar.parse(label)
             if isinstance(parsed, Invalid):
-                raise BadRequest("period", parsed.message)
+                raise ValidationError(parsed.message, field="period")
             period = parsed
         return cls(period, as_of)
 
@@ -59,31 +51,35 @@ def _as_of(raw: str | None) -> datetime:
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise BadRequest("as_of", f"not an RFC 3339 instant: {raw!r}") from None
+        raise ValidationError(f"not an RFC 3339 instant: {raw!r}", field="as_of") from None
     if value.tzinfo is None:
-        raise BadRequest("as_of", "as_of needs a UTC offset")
+        raise ValidationError("as_of needs a UTC offset", field="as_of")
     return value
 
 
-def _limit(raw: str | None) -> int:
+def metric_param(request: Request) -> str:
+    """``metric``, by default revenue; one of the catalog's."""
+    metric: str = request.query.get("metric", "revenue")
+    if metric not in rules.catalog.names:
+        raise ValidationError(f"unknown metric {metric!r}", field="metric")
+    return metric
+
+
+def limit_param(request: Request, default: int = 10, maximum: int = MAX_LIMIT) -> int:
+    raw: str | None = request.query.get("limit")
     if raw is None:
-        return 10
-    if not raw.isdecimal() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest("limit", f"limit must be an integer from 1 to {MAX_LIMIT}")
+        return default
+    if not raw.isdecimal() or not 1 <= int(raw) <= maximum:
+        raise ValidationError(f"limit must be an integer from 1 to {maximum}", field="limit")
     return int(raw)
 
 
 class ApiView(View):
-    """Turns :class:`BadRequest` into a 400 JSON answer and waits for reference data."""
-
-    def bad(self, exc: BadRequest) -> Response:
-        return self.error(400, exc.message, field=exc.field)
+    """Progress answered here or by the owning worker; Faust answers a raised
+    ``ValidationError`` with 400 ``{"error", "field"}``."""
 
     async def progress(self, scope: str, scope_id: str, request: Request) -> Response:
-        try:
-            query = Query.parse(request)
-        except BadRequest as exc:
-            return self.bad(exc)
+        query = Query.parse(request)
         if not mirror.ready.is_set():
             return self.error(503, "reference data (quotas, roster) still loading")
         if rep_keeper.stale or team_keeper.stale:
@@ -125,15 +121,10 @@ class CompanyProgress(ApiView):
 @app.page("/api/v1/leaderboard")
 class Leaderboard(ApiView):
     async def get(self, request: Request) -> Response:
-        try:
-            query = Query.parse(request)
-            metric = request.query.get("metric", "revenue")
-            if metric not in rules.catalog.names:
-                raise BadRequest("metric", f"unknown metric {metric!r}")
-            limit = _limit(request.query.get("limit"))
-            team = request.query.get("team")
-        except BadRequest as exc:
-            return self.bad(exc)
+        query = Query.parse(request)
+        metric = metric_param(request)
+        limit = limit_param(request)
+        team = request.query.get("team")
         if team is not None and not views.known("team", team):
             return self.error(404, f"unknown team: {team}")
         entries = views.leaderboard(metric, query.period, query.as_of, team, limit)

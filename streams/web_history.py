@@ -30,7 +30,7 @@ from streams.agents import mirror, rules, views
 from streams.app import app, settings
 from streams.clickhouse import get_client
 from streams.engine.instants import parse_instant
-from streams.web import MAX_LIMIT
+from streams.web import limit_param, metric_param
 
 log = structlog.get_logger(__name__)
 
@@ -67,13 +67,6 @@ async def _query(fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwarg
 
 
 # --- parameters --------------------------------------------------------------------------------
-def _metric(request: Request) -> str:
-    metric: str = request.query.get("metric", "revenue")
-    if metric not in rules.catalog.names:
-        raise ValidationError(f"unknown metric {metric!r}", field="metric")
-    return metric
-
-
 def _period(request: Request) -> str:
     """The period label asked for (validated by the query), by default the current quarter."""
     label: str | None = request.query.get("period")
@@ -92,15 +85,6 @@ def _instant(request: Request, name: str) -> datetime | None:
 
 def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.isoformat()
-
-
-def _limit(request: Request, default: int, maximum: int) -> int:
-    raw: str | None = request.query.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdecimal() or not 1 <= int(raw) <= maximum:
-        raise ValidationError(f"limit must be an integer from 1 to {maximum}", field="limit")
-    return int(raw)
 
 
 def _scope(request: Request, *, required: bool) -> tuple[str | None, str | None]:
@@ -151,7 +135,7 @@ def _require_known(scope: str, scope_id: str) -> None:
 # --- views -------------------------------------------------------------------------------------
 async def _cumulative(view: View, scope: str, scope_id: str, request: Request) -> Response:
     query = history.rep_cumulative if scope == "rep" else history.team_cumulative
-    body = await _query(query, scope_id, _metric(request), _period(request), rules.calendar)
+    body = await _query(query, scope_id, metric_param(request), _period(request), rules.calendar)
     if all(day["value"] is None for day in body["days"]):
         _require_known(scope, scope_id)
     return view.json(body)
@@ -178,7 +162,7 @@ class PeriodOverPeriod(View):
             history.period_over_period,
             scope,
             scope_id,
-            _metric(request),
+            metric_param(request),
             _period(request),
             rules.calendar,
         )
@@ -190,8 +174,8 @@ class PeriodOverPeriod(View):
 @app.page("/api/v1/history/leaderboard")
 class HistoryLeaderboard(View):
     async def get(self, request: Request) -> Response:
-        metric, label = _metric(request), _period(request)
-        limit = _limit(request, 10, MAX_LIMIT)
+        metric, label = metric_param(request), _period(request)
+        limit = limit_param(request)
         team: str | None = request.query.get("team")
         if team is not None:
             _require_known("team", team)
@@ -206,7 +190,7 @@ class AlertHistory(View):
     async def get(self, request: Request) -> Response:
         scope, scope_id = _scope(request, required=False)
         since = _instant(request, "since")
-        limit = _limit(request, ALERTS_LIMIT, MAX_LIMIT)
+        limit = limit_param(request, ALERTS_LIMIT)
         alerts = await _query(
             history.alert_history, scope=scope, scope_id=scope_id, since=since, limit=limit
         )
@@ -257,7 +241,7 @@ class EventHistory(View):
 
     async def get(self, request: Request) -> Response:
         since, after = _instant(request, "since"), _after(request)
-        limit = _limit(request, EVENTS_LIMIT, EVENTS_LIMIT)
+        limit = limit_param(request, EVENTS_LIMIT, EVENTS_LIMIT)
         lines = await _query(events_page, since, after, limit)
         return self.bytes(
             b"".join(line + b"\n" for line in lines), content_type="application/x-ndjson"
