@@ -7,10 +7,10 @@ SHELL := bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# The stack CLI alone (not the whole `spm` app), so the stack starts even while other code
-# does not import.
-STACK := $(PY) -m streams.cli.stack
-SPM := $(VENV)/bin/spm
+# Developer tooling (tools/, not part of the product package). The stack CLI imports nothing of
+# the product, so the stack starts even while the product's code does not import.
+STACK := $(PY) -m tools.stack
+DEMO := $(PY) -m tools.demo
 VENV_STAMP := $(VENV)/.installed-pyproject
 DURATION ?= 60
 
@@ -63,7 +63,7 @@ demo: stack-up
 	$(PY) -c 'from streams.settings import get_settings; from streams.topics import ensure_topics; ensure_topics(get_settings())'
 	$(PY) -m faust -A streams.app worker -l info >var/log/worker-demo.log 2>&1 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null || true' EXIT; \
-	  $(SPM) demo run --duration $(DURATION)
+	  $(DEMO) run --duration $(DURATION)
 
 bench: stack-up
 	shopt -s nullglob; for script in bench/*.py; do $(PY) "$$script" --duration $(DURATION); done

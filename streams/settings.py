@@ -1,7 +1,7 @@
 """All runtime configuration, read from ``SPM_*`` environment variables (pydantic-settings).
 
 Every field has a documented default that works on a fresh clone with the local stack
-(``spm stack up``); the README lists them. Nothing else in the code reads the environment.
+(``make stack-up``); the README lists them. Nothing else in the code reads the environment.
 """
 
 from __future__ import annotations
@@ -16,18 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
-    """Settings of the worker, the CLI and the local stack."""
+    """Settings of the worker and the CLI."""
 
     model_config = SettingsConfigDict(env_prefix="SPM_", env_file=None, extra="ignore")
 
-    # --- local stack (spm stack up) -------------------------------------------------------
-    var_dir: Path = Field(REPO_ROOT / "var", description="Data, logs and pid files of the stack.")
-    cache_dir: Path = Field(REPO_ROOT / ".cache", description="Maven-resolved Kafka jars.")
-    kafka_port: int = Field(29092, description="Kafka broker listener on 127.0.0.1.")
-    kafka_controller_port: int = Field(29093, description="KRaft controller listener.")
-    prometheus_port: int = Field(29090, description="Prometheus on 127.0.0.1.")
-    alertmanager_port: int = Field(29094, description="Alertmanager on 127.0.0.1.")
-    stack_start_timeout: float = Field(90.0, description="Seconds to wait for each part.")
+    # --- local data (the stack's ports and dirs are tools.settings) -----------------------
+    # Relative to the working directory, not the code: an installed package has no repo.
+    var_dir: Path = Field(
+        default_factory=lambda: Path.cwd() / "var",
+        description="Local data (Faust tables, chDB) unless data_dir / clickhouse_url are set.",
+    )
 
     # --- Kafka and topics -----------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:29092", description="Bootstrap servers (host:port).")

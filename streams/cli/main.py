@@ -1,13 +1,16 @@
-"""Entry point of the ``spm`` console script."""
+"""Entry point of the ``spm`` console script.
+
+The product's commands only: the local stack and the demo are developer tooling
+(``python -m tools.stack``, ``python -m tools.demo``).
+"""
 
 from __future__ import annotations
 
 import typer
 
-from streams.cli import db, demo, events, grafana, replay, stack
+from streams.cli import db, events, grafana, replay
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
-app.add_typer(stack.app, name="stack")
 app.add_typer(db.app, name="db")
 app.command("emit")(events.emit)
 app.add_typer(events.quotas_app, name="quotas")
@@ -15,7 +18,6 @@ app.add_typer(events.roster_app, name="roster")
 app.add_typer(events.teams_app, name="teams")
 app.add_typer(events.dlq_app, name="dlq")
 app.command("replay", help=replay.HELP)(replay.replay)
-app.add_typer(demo.app, name="demo")
 app.add_typer(grafana.app, name="grafana")
 
 if __name__ == "__main__":

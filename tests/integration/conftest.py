@@ -12,19 +12,28 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaAdminClient
 
-from streams import stack as local_stack
 from streams.settings import Settings
+from tools import stack as local_stack
+from tools.settings import StackSettings
 
 
 @pytest.fixture(scope="session")
-def stack() -> Settings:
-    """Settings of a running local stack (started here unless it already runs)."""
-    settings = Settings()
+def stack_settings() -> StackSettings:
+    """The local stack's ports and dirs, the stack running (started here unless it runs)."""
+    settings = StackSettings()
     try:
         local_stack.up(settings)
     except local_stack.StackError as exc:
         pytest.fail(f"the local stack could not start: {exc}", pytrace=False)
     return settings
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: StackSettings) -> Settings:
+    """Product settings for the running local stack (its broker, the scraped web port)."""
+    return Settings(
+        kafka_bootstrap=stack_settings.kafka_bootstrap, web_port=stack_settings.web_port
+    )
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
-from streams.cli.demo import DeadLetterCounter
 from streams.engine.money import DEFAULT_RATES
 from streams.replay import replay_group
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import ensure_topics
 from tests.integration.feeding import event, read_topic
-from tests.integration.harness import free_port, settings_env
+from tests.integration.harness import settings_env
 
 SPM = REPO_ROOT / ".venv" / "bin" / "spm"
 
@@ -249,42 +248,3 @@ def test_dlq_replay_without_a_dlq_topic_is_a_clear_error(stack: Settings) -> Non
     result = spm(nowhere, "dlq", "replay")
     assert result.returncode == 2
     assert "no-such-prefix.activity.dlq does not exist" in result.stderr
-
-
-# --- spm demo run --------------------------------------------------------------------------
-
-
-def test_demo_without_a_worker_keeps_sending_and_exits_1(settings: Settings) -> None:
-    silent = settings.model_copy(update={"web_port": free_port()})
-    result = spm(
-        silent,
-        "demo", "run", "--duration", "3", "--rate", "20", "--no-backfill",
-        "--regions", "1", "--teams-per-region", "1", "--reps-per-team", "3",
-    )  # fmt: skip
-    assert result.returncode == 1, result.stderr
-    assert f"http://127.0.0.1:{silent.web_port}/api/v1/leaderboard" in result.stdout
-    assert "does not answer" in result.stdout and "never answered" in result.stdout
-    assert "published 3 teams, 3 reps" in result.stdout
-    live = read_topic(settings, "activity")
-    assert 40 <= len(live) <= 70  # about 3 s at 20 events/s
-    roster = read_topic(settings, "roster")
-    assert len(roster) == 6
-
-
-def test_demo_counts_dead_letters_not_the_offsets_of_transaction_markers(
-    settings: Settings,
-) -> None:
-    counter = DeadLetterCounter(settings)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        transactional_id=f"{settings.app_id}-dlq-writer",
-    )
-    producer.init_transactions()
-    for letter in (b"first", b"second"):  # as the worker writes them: one transaction each
-        producer.begin_transaction()
-        producer.send(settings.topic("activity.dlq"), letter, partition=0)
-        producer.commit_transaction()
-    producer.close()
-    seen = [counter.count() for _ in range(10)]  # each count polls up to 0.2 s
-    counter.close()
-    assert seen[-1] == 2, seen

@@ -1,7 +1,7 @@
 """Issue 6 without a Grafana server: the boards and the behind-target alert on the live stack.
 
 A worker process, on the web port the stack's Prometheus scrapes, is fed a tiny synthetic
-organisation from ``streams.orgsim``: teams, roster and quotas, the last days of activity
+organisation from ``tools.orgsim``: teams, roster and quotas, the last days of activity
 (within the current quarter) and a few malformed messages. Then, against the real Prometheus,
 Alertmanager and the worker's own chDB:
 
@@ -38,13 +38,14 @@ import yaml
 
 from dashboards.queries import BoardRunner, TimeRange, has_data, load_boards, panel_queries
 from streams.clickhouse import close_clients, get_client
-from streams.orgsim import Organisation, Rep, Team, backfill
 from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import Settings
-from streams.stack import ALERTMANAGER_CONFIG
 from streams.topics import ensure_topics
 from tests.integration.harness import Worker, wait_caught_up, worker_settings
+from tools.orgsim import Organisation, Rep, Team, backfill
+from tools.settings import StackSettings
+from tools.stack import ALERTMANAGER_CONFIG
 
 BUDGET = 170.0  # seconds of waiting; stopping the worker (≤ 40 s) and the queries follow
 SEED = 6
@@ -285,13 +286,17 @@ def _port_answers(port: int) -> bool:
 @pytest.mark.stack
 @pytest.mark.timeout(240)
 def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
-    stack: Settings, unique_prefix: str, tmp_path: Path, webhook: Webhook
+    stack: Settings,
+    stack_settings: StackSettings,
+    unique_prefix: str,
+    tmp_path: Path,
+    webhook: Webhook,
 ) -> None:
     budget = Budget(BUDGET)
     settings = worker_settings(
         stack, unique_prefix, tmp_path, web_port=stack.web_port, alert_interval=2.0
     )
-    prometheus = Prometheus(f"http://127.0.0.1:{stack.prometheus_port}")
+    prometheus = Prometheus(f"http://127.0.0.1:{stack_settings.prometheus_port}")
     scrape = prometheus.interval("scrape_interval")
     evaluation = prometheus.interval("evaluation_interval")
     pending = prometheus.rule_for("RepBehindTarget")
@@ -303,7 +308,7 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
     if _port_answers(settings.web_port):
         pytest.fail(
             f"something already listens on the worker port {settings.web_port} (a worker or "
-            "`spm demo`?); the stack's Prometheus must scrape this test's worker there"
+            "the demo?); the stack's Prometheus must scrape this test's worker there"
         )
     group_wait = _seconds(yaml.safe_load(ALERTMANAGER_CONFIG.read_text())["route"]["group_wait"])
 
@@ -355,7 +360,7 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
             f"RepBehindTarget firing for {sorted(wanted)} (for: {pending:.0f} s)",
         )
         fired = datetime.now(UTC)
-        alertmanager = f"http://127.0.0.1:{stack.alertmanager_port}"
+        alertmanager = f"http://127.0.0.1:{stack_settings.alertmanager_port}"
         budget.wait(
             lambda: all(
                 any(_names_rep(post, webhook.channel, rep) for post in webhook.received())

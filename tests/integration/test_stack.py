@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,10 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from streams import stack as local_stack
 from streams.clickhouse import close_clients, get_client
 from streams.settings import Settings
+from tools import stack as local_stack
+from tools.settings import REPO_ROOT, StackSettings
 
 pytestmark = pytest.mark.stack
 
@@ -58,7 +60,7 @@ def _round_trip(bootstrap: str, topic: str, group: str, payload: bytes) -> list[
         consumer.close()
 
 
-def _prometheus_lists(settings: Settings) -> tuple[set[str], set[str]]:
+def _prometheus_lists(settings: StackSettings) -> tuple[set[str], set[str]]:
     """(scrape URLs of job spm-worker, Alertmanager URLs) Prometheus reports, once present."""
     base = f"http://127.0.0.1:{settings.prometheus_port}/api/v1"
     for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.5), reraise=True):
@@ -119,21 +121,38 @@ def test_clickhouse_round_trip(tmp_path: Path):
     assert (tmp_path / "ch").is_dir()
 
 
-def test_prometheus_scrapes_worker_and_alerts_to_alertmanager(stack: Settings):
-    worker, alertmanagers = _prometheus_lists(stack)
+def test_prometheus_scrapes_worker_and_alerts_to_alertmanager(stack_settings: StackSettings):
+    worker, alertmanagers = _prometheus_lists(stack_settings)
 
-    assert worker == {f"http://127.0.0.1:{stack.web_port}/metrics"}
-    assert alertmanagers == {f"http://127.0.0.1:{stack.alertmanager_port}/api/v2/alerts"}
+    assert worker == {f"http://127.0.0.1:{stack_settings.web_port}/metrics"}
+    assert alertmanagers == {f"http://127.0.0.1:{stack_settings.alertmanager_port}/api/v2/alerts"}
 
 
-def test_up_is_idempotent(stack: Settings):
-    before = {part.name: part.pid for part in local_stack.status(stack)}
+def test_up_is_idempotent(stack_settings: StackSettings):
+    before = {part.name: part.pid for part in local_stack.status(stack_settings)}
 
-    again = local_stack.up(stack)
+    again = local_stack.up(stack_settings)
 
     assert {part.name: part.pid for part in again} == before
     assert {part.detail for part in again} == {"already running"}
-    assert {part.state for part in local_stack.status(stack)} == {local_stack.State.RUNNING}
+    states = {part.state for part in local_stack.status(stack_settings)}
+    assert states == {local_stack.State.RUNNING}
+
+
+def test_stack_command_line_reports_every_part(stack_settings: StackSettings):
+    shown = subprocess.run(
+        [sys.executable, "-m", "tools.stack", "status"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert shown.returncode == 0, shown.stderr
+    for part in local_stack.parts(stack_settings):
+        assert f"{part.name} " in shown.stdout and part.address in shown.stdout
 
 
 # --- lifecycle on an isolated stack ----------------------------------------------------------
@@ -156,14 +175,13 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackSettings]:
     """Settings of a second stack with its own var dir and ports; stopped after the module."""
     kafka, controller, prometheus, alertmanager, web = _free_ports(5)
-    settings = Settings(
+    settings = StackSettings(
         var_dir=tmp_path_factory.mktemp("isolated-var"),
         kafka_port=kafka,
         kafka_controller_port=controller,
-        kafka_bootstrap=f"127.0.0.1:{kafka}",
         prometheus_port=prometheus,
         alertmanager_port=alertmanager,
         web_port=web,
@@ -173,7 +191,7 @@ def isolated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     local_stack.down(settings)
 
 
-def _pids(settings: Settings) -> dict[str, int | None]:
+def _pids(settings: StackSettings) -> dict[str, int | None]:
     return {part.name: part.pid for part in local_stack.status(settings)}
 
 
@@ -186,7 +204,7 @@ def _wait_dead(pid: int) -> None:
     assert not Path(f"/proc/{pid}").exists()
 
 
-def test_cold_up_down_up_keeps_data(isolated: Settings):
+def test_cold_up_down_up_keeps_data(isolated: StackSettings):
     started = local_stack.up(isolated)
     assert {part.detail for part in started} == {"started"}
     assert (isolated.var_dir / "kafka" / "data" / "meta.properties").is_file()
@@ -221,7 +239,7 @@ def test_cold_up_down_up_keeps_data(isolated: Settings):
     assert message == [(b"rep-1", b"after", [("h", b"1")])]
 
 
-def _crash(settings: Settings, name: str) -> int:
+def _crash(settings: StackSettings, name: str) -> int:
     """SIGKILL a part as a crash would, leaving its pid file behind; return the dead pid."""
     pid = _pids(settings)[name]
     assert pid is not None, f"{name} is not running"
@@ -230,7 +248,7 @@ def _crash(settings: Settings, name: str) -> int:
     return pid
 
 
-def test_up_after_crash_restarts_only_the_crashed_part(isolated: Settings):
+def test_up_after_crash_restarts_only_the_crashed_part(isolated: StackSettings):
     local_stack.up(isolated)
     before = _pids(isolated)
     kafka_pid = _crash(isolated, "kafka")
@@ -245,7 +263,7 @@ def test_up_after_crash_restarts_only_the_crashed_part(isolated: Settings):
     assert report["alertmanager"].pid == before["alertmanager"]
 
 
-def test_pid_file_naming_an_unrelated_process_is_ignored(isolated: Settings):
+def test_pid_file_naming_an_unrelated_process_is_ignored(isolated: StackSettings):
     local_stack.up(isolated)
     old = _crash(isolated, "alertmanager")
     with subprocess.Popen(["sleep", "60"]) as bystander:
@@ -263,7 +281,7 @@ def test_pid_file_naming_an_unrelated_process_is_ignored(isolated: Settings):
             bystander.kill()
 
 
-def test_part_that_dies_on_start_is_reported_with_its_log(isolated: Settings):
+def test_part_that_dies_on_start_is_reported_with_its_log(isolated: StackSettings):
     local_stack.up(isolated)
     _crash(isolated, "alertmanager")
     storage = isolated.var_dir / "alertmanager" / "data"
@@ -285,7 +303,7 @@ def test_part_that_dies_on_start_is_reported_with_its_log(isolated: Settings):
     assert status["kafka"] is local_stack.State.RUNNING
 
 
-def test_port_held_by_another_process_is_reported_before_any_launch(isolated: Settings):
+def test_port_held_by_another_process_is_reported_before_any_launch(isolated: StackSettings):
     local_stack.up(isolated)
     _crash(isolated, "alertmanager")
     _crash(isolated, "prometheus")
@@ -306,7 +324,7 @@ def test_port_held_by_another_process_is_reported_before_any_launch(isolated: Se
     }
 
 
-def test_down_stops_only_processes_the_stack_started(isolated: Settings):
+def test_down_stops_only_processes_the_stack_started(isolated: StackSettings):
     local_stack.up(isolated)
     _crash(isolated, "alertmanager")
     with subprocess.Popen(["sleep", "60"]) as bystander:

@@ -16,9 +16,9 @@ from streams.engine.engine import Engine
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.imports import parse_quotas_csv, parse_roster_csv, parse_teams_csv
-from streams.orgsim import QUOTA_PERIOD_TYPES, Organisation, backfill, traffic
 from streams.rules import Rules
 from streams.settings import Settings
+from tools.orgsim import QUOTA_PERIOD_TYPES, Organisation, backfill, traffic
 
 NOW = datetime(2026, 11, 18, 15, 30, tzinfo=UTC)  # a Wednesday, 7 weeks into 2026-Q4
 AMENDMENTS = ("deal.lost", "deal.reopened")

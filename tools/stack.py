@@ -2,8 +2,11 @@
 
 Why plain processes rather than containers: tests and the demo need a real broker on any machine
 with a JDK, Maven and Debian's Prometheus packages (docker-compose.yml covers the container
-route). Each part keeps its config, data, log and pid file under ``Settings.var_dir``; ``up`` is
-idempotent and ``down`` only stops processes that a pid file proves this stack started.
+route). Each part keeps its config, data, log and pid file under ``StackSettings.var_dir``;
+``up`` is idempotent and ``down`` only stops processes that a pid file proves this stack started.
+
+Command line: ``python -m tools.stack up|down|status|jars`` (it imports nothing of the product,
+so the stack starts even while the product's code does not import).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -28,8 +31,11 @@ from typing import Any, ClassVar
 
 import httpx
 import structlog
+import typer
 import yaml
 from kafka import KafkaAdminClient
+from rich.console import Console
+from rich.table import Table
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -38,7 +44,7 @@ from tenacity import (
     wait_fixed,
 )
 
-from streams.settings import REPO_ROOT, Settings
+from tools.settings import HOST, REPO_ROOT, StackSettings, get_stack_settings
 
 log = structlog.get_logger(__name__)
 
@@ -47,7 +53,6 @@ KAFKA_POM = DEPLOY_DIR / "kafka" / "pom.xml"
 KAFKA_LOG4J = DEPLOY_DIR / "kafka" / "log4j2.properties"
 PROMETHEUS_TEMPLATE = DEPLOY_DIR / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = DEPLOY_DIR / "alertmanager" / "alertmanager.yml"
-HOST = "127.0.0.1"
 KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 PROBE_TIMEOUT = 2.0  # seconds one readiness probe may take
@@ -84,7 +89,7 @@ class Part:
     name: ClassVar[str]
     binary: ClassVar[str]
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.var_dir = settings.var_dir.resolve()
         self.home = self.var_dir / self.name
@@ -264,7 +269,7 @@ class Alertmanager(_HttpPart):
         ]
 
 
-def parts(settings: Settings) -> list[Part]:
+def parts(settings: StackSettings) -> list[Part]:
     """The parts in start order (Prometheus last: it sends alerts to Alertmanager)."""
     return [Kafka(settings), Alertmanager(settings), Prometheus(settings)]
 
@@ -272,7 +277,7 @@ def parts(settings: Settings) -> list[Part]:
 # --- configuration ---------------------------------------------------------------------------
 
 
-def render_server_properties(settings: Settings, data_dir: Path) -> str:
+def render_server_properties(settings: StackSettings, data_dir: Path) -> str:
     """A single-node KRaft broker+controller on loopback, sized for tests and the demo."""
     broker, controller = settings.kafka_port, settings.kafka_controller_port
     props = {
@@ -302,7 +307,7 @@ def render_server_properties(settings: Settings, data_dir: Path) -> str:
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
 
-def render_prometheus_config(settings: Settings) -> dict[str, Any]:
+def render_prometheus_config(settings: StackSettings) -> dict[str, Any]:
     """deploy/prometheus/prometheus.yml with this stack's ports and absolute rule paths."""
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS_TEMPLATE.read_text())
     rules_base = PROMETHEUS_TEMPLATE.parent
@@ -324,11 +329,11 @@ def random_cluster_id() -> str:
             return cluster_id
 
 
-def kafka_lib_dir(settings: Settings) -> Path:
+def kafka_lib_dir(settings: StackSettings) -> Path:
     return settings.cache_dir.resolve() / "kafka" / "lib"
 
 
-def ensure_kafka_jars(settings: Settings) -> Path:
+def ensure_kafka_jars(settings: StackSettings) -> Path:
     """Resolve the broker classpath with Maven unless the cache matches the current pom."""
     lib = kafka_lib_dir(settings)
     stamp = lib.parent / "pom.sha256"
@@ -499,7 +504,7 @@ def _terminate(part: Part, pid: int) -> None:
 
 
 @contextlib.contextmanager
-def _locked(settings: Settings) -> Iterator[None]:
+def _locked(settings: StackSettings) -> Iterator[None]:
     """Serialise ``up``/``down`` of one var dir (parallel `make test` runs share the stack)."""
     lock_path = settings.var_dir.resolve() / "run" / "stack.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -517,7 +522,7 @@ def _locked(settings: Settings) -> Iterator[None]:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StackError(
-                f"another `spm stack` command held {lock_path} for over {timeout:.0f}s"
+                f"another `python -m tools.stack` command held {lock_path} for over {timeout:.0f}s"
             ) from None
         yield
 
@@ -525,7 +530,7 @@ def _locked(settings: Settings) -> Iterator[None]:
 # --- the three verbs -------------------------------------------------------------------------
 
 
-def up(settings: Settings) -> list[PartStatus]:
+def up(settings: StackSettings) -> list[PartStatus]:
     """Start every part that is not running and wait until all answer.
 
     Stale pid files (dead process, or a pid now used by another program) are dropped. A port
@@ -565,7 +570,7 @@ def up(settings: Settings) -> list[PartStatus]:
         return report
 
 
-def down(settings: Settings) -> list[PartStatus]:
+def down(settings: StackSettings) -> list[PartStatus]:
     """Stop the parts this stack started (reverse start order); others are left alone."""
     report = []
     with _locked(settings):
@@ -580,7 +585,7 @@ def down(settings: Settings) -> list[PartStatus]:
     return report
 
 
-def status(settings: Settings) -> list[PartStatus]:
+def status(settings: StackSettings) -> list[PartStatus]:
     """Each part's state, without changing anything."""
     report = []
     for part in parts(settings):
@@ -602,3 +607,92 @@ def status(settings: Settings) -> list[PartStatus]:
 
 def _status(part: Part, state: State, pid: int | None, detail: str = "") -> PartStatus:
     return PartStatus(part.name, state, pid, part.address, part.log_file, detail)
+
+
+# --- command line: python -m tools.stack up|down|status|jars ------------------------------------
+
+app = typer.Typer(help="Start, stop and inspect the local stack.", no_args_is_help=True)
+console = Console()
+error_console = Console(stderr=True)
+
+STATE_STYLES = {
+    State.RUNNING: "green",
+    State.STARTING: "yellow",
+    State.STOPPED: "dim",
+    State.FOREIGN: "red",
+}
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it lies below it (shorter tables)."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _table(title: str, report: list[PartStatus]) -> Table:
+    log_dir = _shown(report[0].log_file.parent)
+    table = Table(title=title, title_justify="left", caption=f"logs: {log_dir}/<part>.log")
+    for column in ("part", "state", "pid", "address"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for part in report:
+        style = STATE_STYLES[part.state]
+        table.add_row(
+            part.name,
+            f"[{style}]{part.state}[/{style}]",
+            str(part.pid or "-"),
+            part.address,
+            part.detail,
+        )
+    return table
+
+
+def _run(title: str, verb: Callable[[], list[PartStatus]]) -> list[PartStatus]:
+    """Run a stack verb; a StackError becomes a red message and exit code 1."""
+    try:
+        with console.status(f"{title}…"):
+            report = verb()
+    except StackError as exc:
+        error_console.print(f"[bold red]{title} failed:[/bold red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    console.print(_table(title, report))
+    return report
+
+
+@app.command("up")
+def up_command() -> None:
+    """Start every part that is not running and wait until each answers (idempotent)."""
+    settings = get_stack_settings()
+    _run("stack up", lambda: up(settings))
+
+
+@app.command("down")
+def down_command() -> None:
+    """Stop the parts `up` started; processes it did not start are left alone."""
+    settings = get_stack_settings()
+    _run("stack down", lambda: down(settings))
+
+
+@app.command("status")
+def status_command() -> None:
+    """Show each part's state; exits 1 unless every part is running."""
+    settings = get_stack_settings()
+    report = _run("stack status", lambda: status(settings))
+    if any(part.state is not State.RUNNING for part in report):
+        raise typer.Exit(1)
+
+
+@app.command("jars")
+def jars_command() -> None:
+    """Resolve the Kafka broker jars with Maven into the cache unless they are current."""
+    settings = get_stack_settings()
+    try:
+        with console.status("resolving Kafka jars…"):
+            lib = ensure_kafka_jars(settings)
+    except StackError as exc:
+        error_console.print(f"[bold red]resolving Kafka jars failed:[/bold red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"Kafka jars in {_shown(lib)}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,4 +1,5 @@
-"""``spm demo run``: a synthetic organisation selling live, watched through the worker's API.
+"""``python -m tools.demo run``: a synthetic organisation selling live, watched through the
+worker's API.
 
 Publishes the organisation (teams, reps, quotas), a backfill since the start of the quarter
 so figures exist at once, then steady live traffic for ``--duration`` seconds while a live
@@ -27,13 +28,16 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.engine.periods import PERIOD_TYPES
-from streams.orgsim import Organisation, backfill, traffic
 from streams.producer import DeliveryError, EventProducer, encode_event
 from streams.rules import Rules
 from streams.settings import Settings, get_settings
 from streams.topics import ensure_topics
+from tools.orgsim import Organisation, backfill, traffic
+from tools.settings import get_stack_settings
 
-app = typer.Typer(help="The live demo: a synthetic sales org and a live leaderboard.")
+app = typer.Typer(
+    help="The live demo: a synthetic sales org and a live leaderboard.", no_args_is_help=True
+)
 console = Console(highlight=False, markup=False)  # names and API errors are shown as is
 
 METRIC = "revenue"
@@ -383,6 +387,11 @@ class Demo:
         return True
 
 
+@app.callback()
+def main() -> None:
+    """The live demo (needs the local stack and a worker running; see `make demo`)."""
+
+
 @app.command("run")
 def run(
     duration: Annotated[float, typer.Option(min=1, help="Seconds of live traffic.")] = 60.0,
@@ -416,7 +425,7 @@ def run(
     base = f"http://{settings.web_host}:{settings.web_port}"
     console.print(f"worker API  {base}/api/v1/leaderboard?metric={METRIC}&period={period}")
     console.print(f"metrics     {base}/metrics   health {base}/healthz")
-    console.print(f"Prometheus  http://127.0.0.1:{settings.prometheus_port}")
+    console.print(f"Prometheus  http://127.0.0.1:{get_stack_settings().prometheus_port}")
     org = Organisation.generate(seed, regions, teams_per_region, reps_per_team)
     demo = Demo(settings, rules, org, period)
     try:
@@ -437,3 +446,7 @@ def run(
     if not answered:
         console.print(f"the worker API at {base} never answered", style="bold red")
         raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
