@@ -26,10 +26,10 @@ from faust.web import Request, Response, View
 from faust.web.exceptions import NotFound, ValidationError, WebError
 
 from streams import history
-from streams.agents import mirror, rules, views
-from streams.app import app, settings
-from streams.clickhouse import get_client
+from streams.chclient import get_client
 from streams.engine.instants import parse_instant
+from streams.engine.periods import Calendar
+from streams.settings import Settings
 from streams.web import limit_param, metric_param
 
 log = structlog.get_logger(__name__)
@@ -51,7 +51,9 @@ class Unavailable(WebError):
     detail = "history store unavailable"
 
 
-async def _query(fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+async def _query(
+    settings: Settings, fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs
+) -> T:
     """``fn(client, ...)`` in a thread on the process's client; its ``BadQuery`` becomes a 400."""
 
     def run() -> T:
@@ -67,10 +69,14 @@ async def _query(fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwarg
 
 
 # --- parameters --------------------------------------------------------------------------------
-def _period(request: Request) -> str:
+def _runtime(view: View) -> Any:
+    return view.app.runtime  # type: ignore[attr-defined]
+
+
+def _period(request: Request, calendar: Calendar) -> str:
     """The period label asked for (validated by the query), by default the current quarter."""
     label: str | None = request.query.get("period")
-    return rules.calendar.current("quarter", datetime.now(UTC)).label if label is None else label
+    return calendar.current("quarter", datetime.now(UTC)).label if label is None else label
 
 
 def _instant(request: Request, name: str) -> datetime | None:
@@ -124,75 +130,83 @@ def _after(request: Request) -> EventKey | None:
     return instant, source, event_id
 
 
-def _require_known(scope: str, scope_id: str) -> None:
+def _require_known(rt: Any, scope: str, scope_id: str) -> None:
     """404 for a scope neither the roster nor the live tables know (history had nothing)."""
-    if not mirror.ready.is_set():
+    if not rt.mirror.ready.is_set():
         raise Unavailable("reference data (quotas, roster) still loading")
-    if not views.known(scope, scope_id):
+    if not rt.views.known((scope, scope_id)):
         raise NotFound(f"unknown {scope}: {scope_id}")
 
 
 # --- views -------------------------------------------------------------------------------------
 async def _cumulative(view: View, scope: str, scope_id: str, request: Request) -> Response:
+    rt = _runtime(view)
     query = history.rep_cumulative if scope == "rep" else history.team_cumulative
-    body = await _query(query, scope_id, metric_param(request), _period(request), rules.calendar)
+    calendar = rt.rules.calendar
+    metric = metric_param(request, rt.rules.catalog)
+    body = await _query(rt.settings, query, scope_id, metric, _period(request, calendar), calendar)
     if all(day["value"] is None for day in body["days"]):
-        _require_known(scope, scope_id)
+        _require_known(rt, scope, scope_id)
     return view.json(body)
 
 
-@app.page("/api/v1/history/reps/{rep_id}/cumulative")
 class RepCumulative(View):
     async def get(self, request: Request, rep_id: str) -> Response:
         return await _cumulative(self, "rep", rep_id, request)
 
 
-@app.page("/api/v1/history/teams/{team_id}/cumulative")
 class TeamCumulative(View):
     async def get(self, request: Request, team_id: str) -> Response:
         return await _cumulative(self, "team", team_id, request)
 
 
-@app.page("/api/v1/history/period-over-period")
 class PeriodOverPeriod(View):
     async def get(self, request: Request) -> Response:
+        rt = _runtime(self)
         scope, scope_id = _scope(request, required=True)
         assert scope is not None and scope_id is not None
+        calendar = rt.rules.calendar
         body = await _query(
+            rt.settings,
             history.period_over_period,
             scope,
             scope_id,
-            metric_param(request),
-            _period(request),
-            rules.calendar,
+            metric_param(request, rt.rules.catalog),
+            _period(request, calendar),
+            calendar,
         )
         if body["current"] is None and body["previous"]["final"] is None:
-            _require_known(scope, scope_id)
+            _require_known(rt, scope, scope_id)
         return self.json(body)
 
 
-@app.page("/api/v1/history/leaderboard")
 class HistoryLeaderboard(View):
     async def get(self, request: Request) -> Response:
-        metric, label = metric_param(request), _period(request)
+        rt = _runtime(self)
+        calendar = rt.rules.calendar
+        metric, label = metric_param(request, rt.rules.catalog), _period(request, calendar)
         limit = limit_param(request)
         team: str | None = request.query.get("team")
         if team is not None:
-            _require_known("team", team)
+            _require_known(rt, "team", team)
         body = await _query(
-            history.leaderboard, metric, label, rules.calendar, limit=limit, team=team
+            rt.settings, history.leaderboard, metric, label, calendar, limit=limit, team=team
         )
         return self.json(body)
 
 
-@app.page("/api/v1/history/alerts")
 class AlertHistory(View):
     async def get(self, request: Request) -> Response:
         scope, scope_id = _scope(request, required=False)
         since = _instant(request, "since")
         limit = limit_param(request, ALERTS_LIMIT)
         alerts = await _query(
-            history.alert_history, scope=scope, scope_id=scope_id, since=since, limit=limit
+            _runtime(self).settings,
+            history.alert_history,
+            scope=scope,
+            scope_id=scope_id,
+            since=since,
+            limit=limit,
         )
         body: dict[str, Any] = {
             "scope": scope,
@@ -203,11 +217,10 @@ class AlertHistory(View):
         return self.json(body)
 
 
-@app.page("/api/v1/history/rejected")
 class RejectedByReason(View):
     async def get(self, request: Request) -> Response:
         since = _instant(request, "since")
-        reasons = await _query(history.rejected_by_reason, since=since)
+        reasons = await _query(_runtime(self).settings, history.rejected_by_reason, since=since)
         return self.json({"since": _iso(since), "reasons": reasons})
 
 
@@ -233,7 +246,6 @@ def _event_key(line: bytes) -> EventKey:
     return time, doc["source"], doc["id"]
 
 
-@app.page("/api/v1/history/events")
 class EventHistory(View):
     """Canonical event JSON lines (``application/x-ndjson``), oldest first. A page shorter than
     ``limit`` is the last; the next page is asked with ``after`` = ``[time, source, id]`` of
@@ -242,7 +254,18 @@ class EventHistory(View):
     async def get(self, request: Request) -> Response:
         since, after = _instant(request, "since"), _after(request)
         limit = limit_param(request, EVENTS_LIMIT, EVENTS_LIMIT)
-        lines = await _query(events_page, since, after, limit)
+        lines = await _query(_runtime(self).settings, events_page, since, after, limit)
         return self.bytes(
             b"".join(line + b"\n" for line in lines), content_type="application/x-ndjson"
         )
+
+
+def register(app: Any) -> None:
+    """Attach the history API's routes to ``app``."""
+    app.page("/api/v1/history/reps/{rep_id}/cumulative")(RepCumulative)
+    app.page("/api/v1/history/teams/{team_id}/cumulative")(TeamCumulative)
+    app.page("/api/v1/history/period-over-period")(PeriodOverPeriod)
+    app.page("/api/v1/history/leaderboard")(HistoryLeaderboard)
+    app.page("/api/v1/history/alerts")(AlertHistory)
+    app.page("/api/v1/history/rejected")(RejectedByReason)
+    app.page("/api/v1/history/events")(EventHistory)

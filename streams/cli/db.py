@@ -8,8 +8,8 @@ import signal
 import typer
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from streams.chclient import get_client, shown_dsn
 from streams.cli.common import console, error_console
-from streams.clickhouse import get_client, shown_dsn
 from streams.migrations import MigrationError, applied_versions, migrate
 from streams.settings import get_settings
 

@@ -25,6 +25,7 @@ from streams.cli.common import (
     fail,
     kafka_producer,
 )
+from streams.dlq import replay_dead_letters, replay_group
 from streams.engine.errors import Invalid
 from streams.engine.imports import (
     QuotaRow,
@@ -35,7 +36,6 @@ from streams.engine.imports import (
     parse_teams_csv,
 )
 from streams.producer import EventProducer, read_event_lines
-from streams.replay import replay_dead_letters, replay_group
 from streams.rules import Rules
 from streams.settings import get_settings
 

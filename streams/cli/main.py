@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import db, events, grafana, replay
+from streams.cli import db, events, grafana, history_replay
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -17,7 +17,7 @@ app.add_typer(events.quotas_app, name="quotas")
 app.add_typer(events.roster_app, name="roster")
 app.add_typer(events.teams_app, name="teams")
 app.add_typer(events.dlq_app, name="dlq")
-app.command("replay", help=replay.HELP)(replay.replay)
+app.command("replay", help=history_replay.HELP)(history_replay.replay)
 app.add_typer(grafana.app, name="grafana")
 
 if __name__ == "__main__":

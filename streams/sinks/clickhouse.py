@@ -33,7 +33,7 @@ import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 from clickhouse_connect.driver import Client
 
-from streams.clickhouse import get_client
+from streams.chclient import get_client
 from streams.migrations import migrate
 from streams.settings import Settings
 from streams.sinks.base import BatchingSink, Row, RowsByTable

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 
+from streams.dlq import replay_group
 from streams.engine.money import DEFAULT_RATES
-from streams.replay import replay_group
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import ensure_topics
 from tests.integration.feeding import event, read_topic

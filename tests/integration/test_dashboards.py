@@ -32,7 +32,7 @@ from prometheus_client import start_http_server
 
 from dashboards.queries import BoardRunner, TimeRange, load_boards, panel_queries
 from streams import metrics
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.migrations import migrate
 from streams.settings import REPO_ROOT, Settings
 from streams.sinks.clickhouse import COLUMNS, alert_row, progress_row, rejected_row

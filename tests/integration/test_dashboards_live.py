@@ -37,7 +37,7 @@ import pytest
 import yaml
 
 from dashboards.queries import BoardRunner, TimeRange, has_data, load_boards, panel_queries
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import Settings

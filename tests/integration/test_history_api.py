@@ -27,7 +27,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from streams import history
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.pace import Figures

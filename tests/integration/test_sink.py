@@ -24,7 +24,7 @@ from clickhouse_connect.driver import Client
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams import history, metrics
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.engine.events import Event
 from streams.settings import REPO_ROOT, Settings
 from streams.sinks.clickhouse import ClickHouseSink

@@ -25,7 +25,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError
 from tenacity import Retrying, stop_after_delay, wait_fixed
 
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.settings import Settings
 from tools import stack as local_stack
 from tools.settings import REPO_ROOT, StackSettings

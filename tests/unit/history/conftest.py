@@ -11,7 +11,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from clickhouse_connect.driver import Client
 
-from streams.clickhouse import close_clients, get_client
+from streams.chclient import close_clients, get_client
 from streams.migrations import migrate
 from streams.settings import Settings
 from streams.sinks.clickhouse import COLUMNS, Row

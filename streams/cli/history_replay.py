@@ -35,6 +35,7 @@ from rich.progress import (
 from rich.table import Table
 
 from streams import history
+from streams.chclient import get_client, shown_dsn
 from streams.cli.common import (
     EXIT_OK,
     EXIT_SOME_BAD,
@@ -43,7 +44,6 @@ from streams.cli.common import (
     fail,
     kafka_producer,
 )
-from streams.clickhouse import get_client, shown_dsn
 from streams.engine.instants import parse_instant
 from streams.settings import Settings, get_settings
 
