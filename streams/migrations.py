@@ -1,11 +1,11 @@
 """Ordered, idempotent ClickHouse schema migrations (``spm db migrate``).
 
-Migrations are the files ``schemas/clickhouse/NNN_name.sql``, applied in version order; each
-holds statements ending with ``;`` at the end of a line. Applied versions are recorded in
-``schema_migrations`` with a checksum, so a second run applies nothing and an edited, already
-applied migration is refused instead of silently diverging from databases that ran the
-original. Statements use ``IF NOT EXISTS``, so a run interrupted halfway can simply be
-repeated.
+Migrations are the files ``schemas/clickhouse/NNN_name.sql`` (package data, read through
+``streams.resources``), applied in version order; each holds statements ending with ``;`` at
+the end of a line. Applied versions are recorded in ``schema_migrations`` with a checksum, so a
+second run applies nothing and an edited, already applied migration is refused instead of
+silently diverging from databases that ran the original. Statements use ``IF NOT EXISTS``,
+so a run interrupted halfway can simply be repeated.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import structlog
 from clickhouse_connect.driver import Client
 
-from streams.settings import REPO_ROOT
-
-MIGRATIONS_DIR = REPO_ROOT / "schemas" / "clickhouse"
+from streams.resources import migration_files
 
 CREATE_MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations
@@ -65,17 +63,18 @@ def _has_code(chunk: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
 
 
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """The migrations in ``directory``, in version order (duplicate versions are an error)."""
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """The migrations in ``directory`` (default: the shipped ones), in version order
+    (duplicate versions are an error)."""
     migrations: dict[int, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
+    for path in migration_files(directory):
         match = _FILE_NAME.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
         version = int(match.group(1))
         if version in migrations:
             raise MigrationError(f"{path.name}: version {version} appears twice")
-        migrations[version] = Migration(version, match.group(2), path.read_text())
+        migrations[version] = Migration(version, match.group(2), path.read_text(encoding="utf-8"))
     return [migrations[version] for version in sorted(migrations)]
 
 
@@ -87,7 +86,7 @@ def applied_versions(client: Client) -> dict[int, str]:
 
 
 def migrate(
-    client: Client, *, directory: Path = MIGRATIONS_DIR, target: int | None = None
+    client: Client, *, directory: Traversable | None = None, target: int | None = None
 ) -> list[int]:
     """Apply the pending migrations up to ``target`` (default: all); return their versions."""
     applied = applied_versions(client)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from importlib.resources import as_file
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver import Client
 
-from streams.migrations import MIGRATIONS_DIR, MigrationError, load_migrations, migrate
+from streams.migrations import MigrationError, load_migrations, migrate
+from streams.resources import MIGRATIONS, schemas
+from tools.settings import REPO_ROOT
 
 from .conftest import insert_twice
 from .test_queries import snapshot
@@ -36,7 +39,7 @@ def describe(client: Client) -> dict[str, object]:
 
 
 def test_every_migration_file_is_found_in_order() -> None:
-    files = sorted(p.name for p in MIGRATIONS_DIR.glob("*.sql"))
+    files = sorted(p.name for p in (REPO_ROOT / "schemas" / MIGRATIONS).glob("*.sql"))
     versions = [m.version for m in load_migrations()]
     assert versions == sorted(versions) and len(versions) == len(files) >= 2
     assert all(m.statements for m in load_migrations())
@@ -72,7 +75,8 @@ def test_fresh_and_upgraded_databases_are_equal(
 
 def test_a_changed_applied_migration_is_refused(ch: Client, tmp_path: Path) -> None:
     copy = tmp_path / "schemas"
-    shutil.copytree(MIGRATIONS_DIR, copy)
+    with as_file(schemas() / MIGRATIONS) as shipped:
+        shutil.copytree(shipped, copy)
     assert migrate(ch, directory=copy) == []
     first = sorted(copy.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited after release\n")
