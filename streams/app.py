@@ -1,39 +1,39 @@
-"""The Faust application: one app, its topics, and the modules that attach agents and views.
+"""The Faust application factory: ``create_app(settings)`` builds a worker's app.
 
-``faust -A streams.app worker`` starts a worker. Reading order for a newcomer: this file (topics)
-→ ``agents.py`` (what happens to an event) → ``live.py`` (the read model the agents keep and the
-API reads) → ``web.py`` (the HTTP API) → ``sinks/clickhouse.py`` (history).
-
-Topic flow::
-
-    spm.activity ─ingest─┬─> spm.activity.dlq      (rejected: original bytes + reason)
-                         └─> spm.events            [key: deal_id | rep_id]
-    spm.events ─ledger──────> spm.credits           [key: rep_id]  (deal ledger → credit)
-    spm.credits ─reps───────> spm.team-credits      [key: team:<id> | company:company]
-                         └──> spm.progress, spm.alerts, /metrics gauges
-    spm.team-credits ─teams─> spm.progress, spm.alerts, /metrics gauges
-    spm.quotas, spm.roster (compacted) ─> every worker's reference mirror
+Reading order for a newcomer: this file → ``streams/pipeline/topology.py`` (topics, the agent)
+→ ``streams/pipeline/stage.py`` (what a batch does) → ``streams/engine/tally.py`` (the rules
+of the state) → ``streams/live.py`` (figures) → ``streams/web.py`` (the HTTP API).
+``streams.worker`` is the module ``faust -A`` (and ``spm worker``) start.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
-from streams import transactions
 from streams.metrics import faust_monitor
-from streams.settings import Settings, get_settings
+from streams.pipeline import lifecycle, topology
+from streams.settings import Settings
 
 
-def create_app(settings: Settings) -> faust.App:
-    """The Faust app for ``settings``; tests build their own with a unique prefix and app id."""
-    return faust.App(
+class SpmApp(faust.App):
+    """A Faust app that carries its runtime, so web views reach the live state through it."""
+
+    runtime: topology.Runtime
+
+
+def create_app(settings: Settings) -> SpmApp:
+    """The app for ``settings``: at-least-once, no Faust tables (the tallies keep their own
+    state in Kafka, see ``streams.pipeline.partitions``)."""
+    app = SpmApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store=settings.store,
-        processing_guarantee=settings.processing_guarantee,
+        store="memory://",
+        processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
-        topic_allow_declare=True,
+        topic_allow_declare=False,
         datadir=str(settings.worker_data_dir),
         web_host=settings.web_host,
         web_port=settings.web_port,
@@ -46,13 +46,15 @@ def create_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         monitor=faust_monitor(),
     )
+    app.runtime = topology.build(app, settings)
+    lifecycle.attach(app, app.runtime)
+    from streams import web, web_history  # views read the runtime through their app
+
+    web.register(app)
+    web_history.register(app)
+    return app
 
 
-settings = get_settings()
-app = create_app(settings)
-transactions.install(app)
-
-# Importing these modules attaches the agents, timers, services and views to ``app``.
-from streams import agents, web, web_history  # noqa: E402
-
-__all__ = ["agents", "app", "create_app", "settings", "web", "web_history"]
+def runtime_of(app: Any) -> topology.Runtime:
+    runtime: topology.Runtime = app.runtime
+    return runtime

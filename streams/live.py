@@ -1,9 +1,8 @@
-"""The live read model: contribution books of the scopes this worker owns, and their figures.
+"""The live read model: figures of the scopes whose partitions this worker owns.
 
-The agents write contributions into the books (after writing them to their Faust tables, which
-are the durable copy the books are rebuilt from after a restart or rebalance); the API, the
-progress/alert publishers and the metrics exporter read figures from here. Plain Python: no
-Faust, Kafka or ClickHouse, so it is unit-testable and shared by every shell.
+A scope's value for a period is its tally's sum of day buckets for that period's label; its
+target comes from the reference data at the as-of instant. The API, the publisher and the
+metrics exporter all read figures here, so they all agree.
 """
 
 from __future__ import annotations
@@ -11,16 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from streams.engine.catalog import MetricCatalog
-from streams.engine.contributions import ContributionBook
-from streams.engine.credit import COMPANY, team_scope
 from streams.engine.pace import Figures, Thresholds, figures
 from streams.engine.periods import PERIOD_TYPES, Calendar, Period
+from streams.engine.scopes import Scope, scope_key
+from streams.engine.tally import Tally
+from streams.pipeline.kafka import partition_for
+from streams.pipeline.partitions import Partitions
 from streams.reference import ReferenceData
-
-SCOPES = ("rep", "team", "company")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Progress:
 
 
 class LiveViews:
-    """Books of rep and team/company contributions plus the reference data they are read with."""
+    """Figures from the owned tallies and the reference data they are read with."""
 
     def __init__(
         self,
@@ -53,51 +53,75 @@ class LiveViews:
         catalog: MetricCatalog,
         thresholds: Thresholds,
         reference: ReferenceData,
+        partitions: Partitions,
+        partition_count: int,
     ) -> None:
         self.calendar = calendar
         self.catalog = catalog
         self.thresholds = thresholds
         self.reference = reference
-        #: Rep contributions by rep id; team and company ones by ``team:<id>``/``company:company``.
-        self.reps = ContributionBook(calendar)
-        self.teams = ContributionBook(calendar)
+        self.partitions = partitions
+        self.partition_count = partition_count
 
-    def _book_key(self, scope: str, scope_id: str) -> tuple[ContributionBook, str]:
-        if scope == "rep":
-            return self.reps, scope_id
-        return self.teams, team_scope(scope_id) if scope == "team" else COMPANY
+    def partition_of(self, scope: Scope) -> int:
+        return partition_for(scope_key(scope), self.partition_count)
 
-    def figures(
-        self, scope: str, scope_id: str, metric: str, period: Period, as_of: datetime
-    ) -> Figures:
-        book, key = self._book_key(scope, scope_id)
-        value = book.value(key, metric, period.label)
+    def tally(self, scope: Scope) -> Tally | None:
+        """The tally holding ``scope``, if this worker owns and has restored it."""
+        owned = self.partitions.owned.get(self.partition_of(scope))
+        return None if owned is None else owned.tally
+
+    def value(self, scope: Scope, metric: str, label: str) -> Decimal | None:
+        tally = self.tally(scope)
+        return None if tally is None else tally.value(scope, metric, label)
+
+    def figures(self, scope: Scope, metric: str, period: Period, as_of: datetime) -> Figures:
+        tally = self.tally(scope)
+        if tally is None:
+            raise LookupError(f"{scope} is not held by this worker")
         target = self.reference.quotas.target(
-            scope, scope_id, metric, period, as_of, self.reference.roster
+            scope[0], scope[1], metric, period, as_of, self.reference.roster
         )
+        value = tally.value(scope, metric, period.label)
         return figures(value, target, self.calendar.expected(period, as_of), self.thresholds)
 
-    def progress(self, scope: str, scope_id: str, period: Period, as_of: datetime) -> Progress:
+    def progress(self, scope: Scope, period: Period, as_of: datetime) -> Progress:
         return Progress(
-            scope,
-            scope_id,
+            scope[0],
+            scope[1],
             period,
             as_of,
-            {m: self.figures(scope, scope_id, m, period, as_of) for m in self.catalog.names},
+            {m: self.figures(scope, m, period, as_of) for m in self.catalog.names},
         )
 
     def current_periods(self, as_of: datetime) -> tuple[Period, ...]:
         return tuple(self.calendar.current(t, as_of) for t in PERIOD_TYPES)
 
-    def known(self, scope: str, scope_id: str) -> bool:
-        """A scope the API may answer for: on the roster, or with contributions here."""
+    def known(self, scope: Scope) -> bool:
+        """A scope the API may answer for: on the roster, the company, or with data here."""
+        kind, scope_id = scope
         roster = self.reference.roster
-        if scope == "rep" and scope_id in roster.reps():
+        if kind == "company" or (kind == "rep" and scope_id in roster.reps()):
             return True
-        if scope == "team" and scope_id in roster.teams():
+        if kind == "team" and scope_id in roster.teams():
             return True
-        book, key = self._book_key(scope, scope_id)
-        return scope == "company" or key in book.scopes()
+        tally = self.tally(scope)
+        return tally is not None and scope in tally.scopes()
+
+    def scopes(self) -> set[Scope]:
+        """Every scope of the owned partitions: on the roster or holding data."""
+        roster = self.reference.roster
+        every: set[Scope] = {("rep", r) for r in roster.reps()}
+        every |= {("team", t) for t in roster.teams()}
+        every.add(("company", "company"))
+        for owned in self.partitions.owned.values():
+            every.update(owned.tally.scopes())
+        return {s for s in every if self.partition_of(s) in self.partitions.owned}
+
+    def missing_partitions(self) -> list[int]:
+        """Partitions whose scopes this worker cannot answer for (owned elsewhere or not
+        restored yet)."""
+        return sorted(set(range(self.partition_count)) - self.partitions.owned.keys())
 
     def leaderboard(
         self,
@@ -107,16 +131,18 @@ class LiveViews:
         team: str | None = None,
         limit: int = 10,
     ) -> list[dict[str, Any]]:
-        """Reps ranked by value (ties by rep id); team filter includes sub-teams' members."""
+        """Reps held here ranked by value (ties by rep id); a team includes sub-teams'
+        members."""
         roster = self.reference.roster
         if team is None:
             reps: Iterable[str] = roster.reps()
         else:
             reps = roster.members_at(team, _within(period, as_of))
-        rows = []
-        for rep_id in reps:
-            f = self.figures("rep", rep_id, metric, period, as_of)
-            rows.append((rep_id, f))
+        rows = [
+            (rep_id, self.figures(("rep", rep_id), metric, period, as_of))
+            for rep_id in reps
+            if self.tally(("rep", rep_id)) is not None
+        ]
         rows.sort(key=lambda row: (-row[1].value, row[0]))
         return [
             {

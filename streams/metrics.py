@@ -223,6 +223,11 @@ EVENTS_REJECTED: Final = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+EVENTS_REROUTED: Final = Counter(
+    "spm_events_rerouted",
+    "Accepted events that arrived in another partition than their key's and took one hop.",
+    registry=REGISTRY,
+)
 EVENTS_IGNORED: Final = Counter(
     "spm_events_ignored",
     "Valid events no metric counts (or duplicates), by type; see IGNORED_TYPES for the label.",
@@ -236,7 +241,10 @@ EVENT_TIME_LAG: Final = Histogram(
     registry=REGISTRY,
 )
 TABLE_KEYS: Final = Gauge(
-    "spm_table_keys", "Keys in the worker's local part of a table.", ["table"], registry=REGISTRY
+    "spm_table_keys",
+    "Entries of each part of the state this worker holds (rep_days, dedupe_ids, deals, ...).",
+    ["table"],
+    registry=REGISTRY,
 )
 CONSUMER_LAG: Final = Gauge(
     "spm_consumer_lag_messages",

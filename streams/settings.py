@@ -32,8 +32,6 @@ class Settings(BaseSettings):
     app_id: str = Field("spm", description="Faust app id = consumer group and table prefix.")
     topic_prefix: str = Field("spm", description="Prefix of every topic name.")
     partitions: int = Field(4, description="Partitions of every topic the app creates.")
-    processing_guarantee: str = Field("exactly_once", description="exactly_once|at_least_once")
-    store: str = Field("rocksdb://", description="Faust table store: rocksdb:// or memory://")
     data_dir: Path | None = Field(None, description="Faust data dir; default <var_dir>/worker.")
     web_host: str = Field("127.0.0.1", description="Worker web server (API, /metrics) host.")
     web_port: int = Field(26066, description="Worker web server port.")
@@ -43,9 +41,12 @@ class Settings(BaseSettings):
     publish_interval: float = Field(
         1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
     )
-    commit_interval: float = Field(0.5, description="Seconds between offset commits/transactions.")
-    batch_size: int = Field(500, description="Events an agent folds per batch (stream.take).")
-    batch_within: float = Field(0.2, description="Seconds an agent waits to fill a batch.")
+    commit_interval: float = Field(1.0, description="Seconds between offset commits.")
+    batch_size: int = Field(2000, description="Messages the agent folds per batch.")
+    batch_within: float = Field(0.1, description="Seconds the agent waits to fill a batch.")
+    dedupe_window_days: int = Field(
+        30, ge=1, description="Days (by arrival) an activity id is remembered for duplicates."
+    )
 
     # --- organisation and engine rules ----------------------------------------------------
     timezone: str = Field("UTC", description="Organisation's IANA time zone.")

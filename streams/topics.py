@@ -11,18 +11,21 @@ from kafka.errors import TopicAlreadyExistsError
 
 from streams.settings import Settings
 
+_COMPACTED = {"cleanup.policy": "compact"}
+
 #: Short topic names → (partitions or None for ``settings.partitions``, extra topic configs).
 #: Internal topics carry the same partition count so keys stay co-partitioned.
 TOPICS: dict[str, tuple[int | None, dict[str, str]]] = {
     "activity": (None, {}),
     "activity.dlq": (None, {}),
     "events": (None, {}),
-    "credits": (None, {}),
-    "team-credits": (None, {}),
+    "credits": (None, _COMPACTED),
+    "buckets": (None, _COMPACTED),
+    "tally-changelog": (None, _COMPACTED),
     "progress": (None, {}),
     "alerts": (None, {}),
-    "quotas": (1, {"cleanup.policy": "compact"}),
-    "roster": (1, {"cleanup.policy": "compact"}),
+    "quotas": (1, _COMPACTED),
+    "roster": (1, _COMPACTED),
 }
 
 

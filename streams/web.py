@@ -1,7 +1,9 @@
 """The worker's HTTP API (Faust web server): live progress, leaderboard, health, metrics.
 
 Any worker answers: progress requests are routed to the worker owning the scope's partition
-(``app.table_route``). Bad parameters get a 4xx JSON body ``{"error": ..., "field": ...}``.
+(``app.router.route_topic_req``). Bad parameters get a 4xx JSON body ``{"error": ..., "field":
+...}``; a scope this worker should hold but has not restored yet gets 503 with Retry-After.
+Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 """
 
 from __future__ import annotations
@@ -10,18 +12,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.exceptions import SameNode
+import aiohttp
 from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError
 
 from streams import metrics
-from streams.agents import mirror, rep_keeper, reps_table, rules, team_keeper, teams_table, views
-from streams.app import app
-from streams.engine.credit import COMPANY, team_scope
+from streams.engine.catalog import MetricCatalog
 from streams.engine.errors import Invalid
-from streams.engine.periods import Period
+from streams.engine.periods import Calendar, Period
+from streams.engine.scopes import COMPANY, Scope
 
 MAX_LIMIT = 1000
+RETRY_AFTER = "2"
+FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 @dataclass(frozen=True)
@@ -32,13 +35,13 @@ class Query:
     as_of: datetime
 
     @classmethod
-    def parse(cls, request: Request) -> Query:
+    def parse(cls, request: Request, calendar: Calendar) -> Query:
         as_of = _as_of(request.query.get("as_of"))
         label = request.query.get("period")
         if label is None:
-            period = rules.calendar.current("quarter", as_of)
+            period = calendar.current("quarter", as_of)
         else:
-            parsed = rules.calendar.parse(label)
+            parsed = calendar.parse(label)
             if isinstance(parsed, Invalid):
                 raise ValidationError(parsed.message, field="period")
             period = parsed
@@ -57,10 +60,10 @@ def _as_of(raw: str | None) -> datetime:
     return value
 
 
-def metric_param(request: Request) -> str:
+def metric_param(request: Request, catalog: MetricCatalog) -> str:
     """``metric``, by default revenue; one of the catalog's."""
     metric: str = request.query.get("metric", "revenue")
-    if metric not in rules.catalog.names:
+    if metric not in catalog.names:
         raise ValidationError(f"unknown metric {metric!r}", field="metric")
     return metric
 
@@ -78,85 +81,120 @@ class ApiView(View):
     """Progress answered here or by the owning worker; Faust answers a raised
     ``ValidationError`` with 400 ``{"error", "field"}``."""
 
-    async def progress(self, scope: str, scope_id: str, request: Request) -> Response:
-        query = Query.parse(request)
-        if not mirror.ready.is_set():
-            return self.error(503, "reference data (quotas, roster) still loading")
-        if rep_keeper.stale or team_keeper.stale:
-            return self.error(503, "live tables still being restored")
-        if not views.known(scope, scope_id):
-            return self.error(404, f"unknown {scope}: {scope_id}")
-        return self.json(views.progress(scope, scope_id, query.period, query.as_of).to_dict())
+    @property
+    def runtime(self) -> Any:
+        return self.app.runtime  # type: ignore[attr-defined]
 
-    async def routed(self, scope: str, scope_id: str, request: Request) -> Response:
-        """Answer here if this worker owns the scope's partition, else forward to the owner."""
-        if scope == "rep":
-            table, key = reps_table, scope_id
-        else:
-            table, key = teams_table, team_scope(scope_id) if scope == "team" else COMPANY
+    def unavailable(self, reason: str) -> Response:
+        response = self.error(503, reason)
+        response.headers["Retry-After"] = RETRY_AFTER
+        return response
+
+    async def progress(self, scope: Scope, request: Request) -> Response:
+        rt = self.runtime
+        query = Query.parse(request, rt.rules.calendar)
+        if not rt.mirror.ready.is_set():
+            return self.unavailable("reference data (quotas, roster) still loading")
+        if not rt.views.known(scope):
+            return self.error(404, f"unknown {scope[0]}: {scope[1]}")
+        if rt.views.tally(scope) is None:
+            return self.unavailable(f"partition of {scope[0]} {scope[1]} not restored here yet")
+        return self.json(rt.views.progress(scope, query.period, query.as_of).to_dict())
+
+    async def routed(self, scope: Scope, request: Request) -> Response:
+        """Answer here if this worker holds the scope's partition, else ask its owner; 503 when
+        the owner is unknown or does not answer (never a figure from books that lack it)."""
+        rt = self.runtime
+        partition = rt.views.partition_of(scope)
+        if partition in rt.partitions.assigned:
+            return await self.progress(scope, request)
+        owner = owner_url(self.app, rt.outputs.topics.activity, partition)
+        if owner is None or owner == str(self.app.conf.canonical_url).rstrip("/"):
+            return self.unavailable(f"no worker holds partition {partition} right now")
         try:
-            return await app.router.route_req(table.name, key.encode(), self.web, request)
-        except SameNode:
-            return await self.progress(scope, scope_id, request)
+            async with aiohttp.ClientSession(timeout=FORWARD_TIMEOUT) as session:
+                url = f"{owner}{request.path}"
+                async with session.get(url, params=dict(request.query)) as answer:
+                    body = await answer.read()
+                    return self.bytes(body, status=answer.status, content_type=answer.content_type)
+        except (aiohttp.ClientError, TimeoutError):
+            return self.unavailable(f"the worker holding partition {partition} did not answer")
 
 
-@app.page("/api/v1/reps/{rep_id}/progress")
+def owner_url(app: Any, topic: str, partition: int) -> str | None:
+    """The web URL of the worker assigned ``partition`` of ``topic`` (Faust's assignor
+    publishes every member's URL and partitions)."""
+    for url, topics in app.router.external_topics_metadata().items():
+        if partition in topics.get(topic, ()):
+            return str(url).rstrip("/")
+    return None
+
+
 class RepProgress(ApiView):
     async def get(self, request: Request, rep_id: str) -> Response:
-        return await self.routed("rep", rep_id, request)
+        return await self.routed(("rep", rep_id), request)
 
 
-@app.page("/api/v1/teams/{team_id}/progress")
 class TeamProgress(ApiView):
     async def get(self, request: Request, team_id: str) -> Response:
-        return await self.routed("team", team_id, request)
+        return await self.routed(("team", team_id), request)
 
 
-@app.page("/api/v1/company/progress")
 class CompanyProgress(ApiView):
     async def get(self, request: Request) -> Response:
-        return await self.routed("company", "company", request)
+        return await self.routed(COMPANY, request)
 
 
-@app.page("/api/v1/leaderboard")
 class Leaderboard(ApiView):
     async def get(self, request: Request) -> Response:
-        query = Query.parse(request)
-        metric = metric_param(request)
+        rt = self.runtime
+        query = Query.parse(request, rt.rules.calendar)
+        metric = metric_param(request, rt.rules.catalog)
         limit = limit_param(request)
         team = request.query.get("team")
-        if team is not None and not views.known("team", team):
+        if team is not None and not rt.views.known(("team", team)):
             return self.error(404, f"unknown team: {team}")
-        entries = views.leaderboard(metric, query.period, query.as_of, team, limit)
+        missing = rt.views.missing_partitions()
+        entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit)
         body: dict[str, Any] = {
             "metric": metric,
             "period": query.period.label,
             "as_of": query.as_of.isoformat(),
             "team": team,
             "entries": entries,
+            "partial": bool(missing),
+            "missing_partitions": missing,
         }
         return self.json(body)
 
 
-@app.page("/healthz")
 class Health(View):
     async def get(self, request: Request) -> Response:
-        loaded = mirror.ready.is_set()
-        restored = not (rep_keeper.stale or team_keeper.stale)
+        rt = self.app.runtime  # type: ignore[attr-defined]
+        loaded = rt.mirror.ready.is_set()
+        restored = rt.partitions.assigned_once and rt.partitions.ready
         ready = loaded and restored
         body = {
             "status": "ok" if ready else "starting",
             "reference_loaded": loaded,
             "tables_restored": restored,
-            # What the worker really runs with (Faust decides once the worker has started).
-            "exactly_once": app.in_transaction,
-            "reps": len(views.reference.roster.reps()),
-            "assignment": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+            "partitions": sorted(rt.partitions.owned),
+            "reps": len(rt.reference.roster.reps()),
+            "state": rt.partitions.state_report(),
         }
         return self.json(body, status=200 if ready else 503)
 
 
-@app.page("/metrics")
 class Metrics(View):
     async def get(self, request: Request) -> Response:
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+def register(app: Any) -> None:
+    """Attach the live API's routes to ``app``."""
+    app.page("/api/v1/reps/{rep_id}/progress")(RepProgress)
+    app.page("/api/v1/teams/{team_id}/progress")(TeamProgress)
+    app.page("/api/v1/company/progress")(CompanyProgress)
+    app.page("/api/v1/leaderboard")(Leaderboard)
+    app.page("/healthz")(Health)
+    app.page("/metrics")(Metrics)

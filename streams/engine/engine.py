@@ -1,36 +1,39 @@
-"""The in-process incremental engine: the streaming pipeline's composition in one object.
+"""The pipeline in one process: partitioned tallies and the state messages between them.
 
-Events go through the same steps the agents take — dedupe by (source, id), deal events
-merged into the deal's ledger state, postings (``streams.engine.postings``) put into the
-contribution book — so backfills, the API's what-ifs and the tests get the pipeline's
-figures without Kafka. ``recompute`` is the independent reference it is checked against.
+Events go to the tally of their partition (activities by rep, deals by deal); deal credits go
+to the rep's partition and buckets to the scope's partition, exactly as the streaming
+pipeline routes them over Kafka (``streams.pipeline``). Backfills, the benchmark and the
+tests use it to get the pipeline's figures without Kafka; ``recompute`` is the independent
+reference it is checked against. ``deliver`` may repeat or drop-and-repeat messages to model
+re-delivery, and ``restore`` models a crash and a new owner restoring a partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from streams.engine.catalog import DEAL_TYPES, MetricCatalog
-from streams.engine.contributions import Change, ContributionBook
-from streams.engine.credit import (
-    COMPANY,
-    activity_contributions,
-    deal_contributions,
-    team_contributions,
-    team_scope,
-)
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
-from streams.engine.ledger import DealState, merge
 from streams.engine.money import Rates
 from streams.engine.pace import Figures, Thresholds, figures
 from streams.engine.periods import Calendar
 from streams.engine.quotas import QuotaBook
 from streams.engine.roster import Roster
+from streams.engine.scopes import Scope, scope_key
+from streams.engine.tally import BucketState, CreditState, Effects, Tally
 
 FigureKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
+DAY_MS = 86_400_000
+
+
+def crc_partitioner(partitions: int) -> Callable[[str], int]:
+    """A stable key → partition function (Kafka uses murmur2; any stable hash models it)."""
+    return lambda key: zlib.crc32(key.encode()) % partitions
 
 
 class Engine:
@@ -42,56 +45,125 @@ class Engine:
         catalog: MetricCatalog,
         rates: Rates,
         thresholds: Thresholds | None = None,
+        *,
+        partitions: int = 4,
+        window_days: int = 30,
+        roster: Roster | None = None,
+        quotas: QuotaBook | None = None,
     ) -> None:
         self.calendar = calendar
         self.catalog = catalog
         self.rates = rates
         self.thresholds = thresholds or Thresholds()
-        self.roster = Roster()
-        self.quotas = QuotaBook()
-        self.reps = ContributionBook(calendar)  # keyed by rep id
-        self.teams = ContributionBook(calendar)  # keyed by team_scope(id) and COMPANY
-        self.deals: dict[str, DealState] = {}
-        self._seen: set[tuple[str, str]] = set()
-        self.duplicates = 0
+        self.roster = roster if roster is not None else Roster()
+        self.quotas = quotas if quotas is not None else QuotaBook()
+        self.window_ms = window_days * DAY_MS
+        self.partition_of = crc_partitioner(partitions)
+        self.tallies = [self._tally(p) for p in range(partitions)]
+        #: Durable records per partition, as the changelog would hold them (newest per key).
+        self.records: list[dict[str, dict[str, Any]]] = [{} for _ in range(partitions)]
+        #: Every message sent between partitions, as the compacted topics keep them.
+        self.credit_log: list[CreditState] = []
+        self.bucket_log: list[BucketState] = []
         self.ignored = 0
 
-    def apply(self, event: Event) -> list[Change]:
-        """Apply one accepted event; returns the contribution changes it caused."""
-        event_key = (event.source, event.id)
-        if event_key in self._seen:
-            self.duplicates += 1
-            return []
-        self._seen.add(event_key)
-        if event.type in DEAL_TYPES:
-            old = self.deals.get(event.deal_id) if event.deal_id is not None else None
-            new = merge(old, event)
-            if new is old:
-                return []
-            self.deals[new.deal_id] = new
-            credits = deal_contributions(new.deal_id, old, new, self.catalog)
-        else:
-            credits = activity_contributions(event, self.catalog)
-            if not credits:
+    def _tally(self, p: int, epoch: int = 1) -> Tally:
+        return Tally(
+            p, self.calendar, self.catalog, self.roster, window_ms=self.window_ms, epoch=epoch
+        )
+
+    # --- feeding ---------------------------------------------------------------------------
+    def apply(self, event: Event, arrival_ms: int = 0) -> set[tuple[Scope, str, str]]:
+        """Apply one accepted event and deliver everything it causes; returns the changed
+        (scope, metric, day) figures."""
+        return self.apply_batch([(event, arrival_ms)])
+
+    def apply_batch(self, events: Iterable[tuple[Event, int]]) -> set[tuple[Scope, str, str]]:
+        """One batch of events, then the messages it causes, delivered in order."""
+        effects = [Effects() for _ in self.tallies]
+        for tally in self.tallies:
+            tally.next_batch()
+        for event, arrival_ms in events:
+            p = self.partition_of(event.partition_key)
+            if event.type in DEAL_TYPES and event.deal_id is not None:
+                self.tallies[p].deal_event(event, effects[p])
+            elif self.catalog.counts(event.type):
+                self.tallies[p].activity(event, arrival_ms, effects[p])
+            else:
                 self.ignored += 1
-                return []
-        changes = []
-        for rep_id, key, contribution in credits:
-            change = self.reps.put(rep_id, key, contribution)
-            if change is None:
-                continue
-            changes.append(change)
-            for scope, team_key, rolled in team_contributions(change, key, self.roster):
-                team_change = self.teams.put(scope, team_key, rolled)
-                if team_change is not None:
-                    changes.append(team_change)
-        return changes
+        return self._settle(effects)
+
+    def _settle(self, effects: list[Effects]) -> set[tuple[Scope, str, str]]:
+        changed: set[tuple[Scope, str, str]] = set()
+        credits, buckets = self.emit(effects, changed)
+        self.deliver(credits, buckets, changed)
+        return changed
+
+    def emit(
+        self, effects: list[Effects], changed: set[tuple[Scope, str, str]]
+    ) -> tuple[list[CreditState], list[BucketState]]:
+        """Persist each partition's records and collect the messages its effects send."""
+        credits: list[CreditState] = []
+        buckets: list[BucketState] = []
+        for p, fx in enumerate(effects):
+            self.records[p].update(fx.records)
+            credits.extend(fx.credits)
+            buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
+            changed |= fx.figures
+        self.credit_log.extend(credits)
+        self.bucket_log.extend(buckets)
+        return credits, buckets
+
+    def deliver(
+        self,
+        credits: list[CreditState],
+        buckets: list[BucketState],
+        changed: set[tuple[Scope, str, str]],
+    ) -> None:
+        """Deliver credits (which cause buckets), then buckets, until nothing is in flight."""
+        while credits or buckets:
+            effects = [Effects() for _ in self.tallies]
+            for tally in self.tallies:
+                tally.next_batch()
+            for credit in credits:
+                p = self.partition_of(credit.rep_id)
+                self.tallies[p].credit(credit, effects[p])
+            for bucket in buckets:
+                p = self.partition_of(scope_key(bucket.scope))
+                self.tallies[p].bucket(bucket, effects[p])
+            credits, buckets = self.emit(effects, changed)
+
+    def restore(self, p: int) -> None:
+        """Partition ``p`` as a new owner restores it: changelog records, the credits and
+        buckets addressed to it (newest per key), a new epoch, every bucket sent again."""
+        old = self.tallies[p]
+        tally = self.tallies[p] = self._tally(p, epoch=old.epoch + 1)
+        tally.seq = old.seq
+        for key, doc in self.records[p].items():
+            tally.load(key, doc)
+        sink = Effects()
+        for credit in self.credit_log:
+            if self.partition_of(credit.rep_id) == p:
+                tally.credit(credit, sink)
+        for bucket in self.bucket_log:
+            if self.partition_of(scope_key(bucket.scope)) == p:
+                tally.bucket(bucket, sink)
+        tally.next_batch()
+        effects = [Effects() for _ in self.tallies]
+        tally.resend_all(effects[p])
+        self._settle_effects(effects)
+
+    def _settle_effects(self, effects: list[Effects]) -> None:
+        changed: set[tuple[Scope, str, str]] = set()
+        credits, buckets = self.emit(effects, changed)
+        self.deliver(credits, buckets, changed)
+
+    # --- reading ---------------------------------------------------------------------------
+    def tally_of(self, scope: Scope) -> Tally:
+        return self.tallies[self.partition_of(scope_key(scope))]
 
     def value(self, scope: str, scope_id: str, metric: str, label: str) -> Decimal:
-        if scope == "rep":
-            return self.reps.value(scope_id, metric, label)
-        book_key = team_scope(scope_id) if scope == "team" else COMPANY
-        return self.teams.value(book_key, metric, label)
+        return self.tally_of((scope, scope_id)).value((scope, scope_id), metric, label)
 
     def figures(
         self, scope: str, scope_id: str, metric: str, label: str, as_of: datetime
@@ -106,10 +178,11 @@ class Engine:
         )
 
     def keys(self) -> Iterator[FigureKey]:
-        """Every (scope, id, metric, label) holding data."""
-        for book, is_rep in ((self.reps, True), (self.teams, False)):
-            for book_key in book.scopes():
-                scope, scope_id = ("rep", book_key) if is_rep else book_key.split(":", 1)
-                for metric in book.metrics(book_key):
-                    for label in book.labels(book_key, metric):
-                        yield scope, scope_id, metric, label
+        """Every (scope, id, metric, label) holding data in the partition that owns it."""
+        for tally in self.tallies:
+            for scope in tally.scopes():
+                if self.tally_of(scope) is not tally:
+                    continue
+                for metric in self.catalog.names:
+                    for label in tally.labels(scope, metric):
+                        yield scope[0], scope[1], metric, label

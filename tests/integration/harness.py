@@ -22,7 +22,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from streams.settings import REPO_ROOT, Settings
 
-PIPELINE_TOPICS = ("activity", "events", "credits", "team-credits")
+PIPELINE_TOPICS = ("activity", "events", "credits", "buckets")
 
 
 def free_port() -> int:
@@ -55,7 +55,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class Worker:
-    """A ``faust -A streams.app worker`` child process."""
+    """A ``faust -A streams.worker worker`` child process (the README's command)."""
 
     def __init__(self, settings: Settings, log_path: Path) -> None:
         self.settings = settings
@@ -66,7 +66,7 @@ class Worker:
     def start(self, timeout: float = 90.0) -> Worker:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "faust", "-A", "streams.app", "worker", "-l", "info"],
+            [sys.executable, "-m", "faust", "-A", "streams.worker", "worker", "-l", "info"],
             cwd=REPO_ROOT,
             env=settings_env(self.settings),
             stdout=log,

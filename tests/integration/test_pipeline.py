@@ -1,10 +1,12 @@
 """The pipeline on the real stack: figures from the API equal a from-scratch recomputation.
 
-A worker process consumes a generated stream full of duplicates, shuffles, amendments,
-retractions, splits, transfers, quota changes and malformed messages; once it has caught up
-(consumer offsets, not sleeps) every rep's, team's and the company's figures for every period
-with data must equal ``streams.engine.recompute`` over the same events, exactly — also after
-the worker was SIGKILLed in the middle of the stream.
+A worker process — configured as shipped, history sink included — consumes a generated stream
+full of duplicates, shuffles, amendments, retractions, splits, transfers, quota changes and
+malformed messages, keyed like the producer keys them or not keyed at all; once it has caught
+up (consumer offsets, not sleeps) every rep's, team's and the company's figures for every
+period with data must equal ``streams.engine.recompute`` over the same events, exactly — also
+across SIGKILLs at random moments (start-up, restore, mid-batch), a broker restart and a
+clean restart.
 """
 
 from __future__ import annotations
@@ -33,10 +35,8 @@ from tests.integration.harness import Worker, wait_caught_up, worker_settings
 
 @pytest.fixture
 def settings(stack: Settings, unique_prefix: str, tmp_path: Path) -> Settings:
-    # The figures under test are the live tables'; history has its own tests. Embedded chDB in
-    # the same process has been seen to freeze the worker's event loop for minutes under load.
-    s = worker_settings(stack, unique_prefix, tmp_path, history_sink=False)
-    ensure_topics(s)
+    s = worker_settings(stack, unique_prefix, tmp_path)
+    ensure_topics(s)  # the reference data is published before the worker starts
     return s
 
 

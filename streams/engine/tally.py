@@ -1,0 +1,440 @@
+"""The tally of one partition: day buckets that make every figure, kept so that re-delivery,
+replay and reordering are harmless by construction.
+
+The pipeline partitions everything by key: activities by rep, deals by deal, team and company
+buckets by scope. Partition ``p`` holds
+
+* **rep-days** ``(rep, day)``: the idempotency keys seen that day (the duplicate window) and
+  the counts per (team at event time, metric). One record, so ids and counts never disagree;
+* **deals**: each deal's ledger state (``streams.engine.ledger``) and every rep it ever
+  credited;
+* **deal credits** ``(rep, deal)``: what a deal gives a rep, versioned by the deal's ledger
+  version (derived from the events, so any order of the same events ends the same);
+* **team buckets** ``(scope, origin partition, day)``: what partition ``origin`` adds to a
+  team or the company on that day, versioned by ``(origin epoch, batch sequence)``.
+
+Between partitions only *state* travels: a deal's current credit to a rep, a partition's
+current bucket for a scope and day. A receiver keeps the newest version per key, so a message
+applied twice, late or out of order changes nothing. Period figures are sums of day buckets
+(kept per label as the buckets change). Nothing here does I/O; ``streams.pipeline`` moves the
+messages and persists the records.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from streams.engine.catalog import DEAL_TYPES, MetricCatalog
+from streams.engine.errors import Invalid
+from streams.engine.events import Event
+from streams.engine.instants import format_instant, parse_instant
+from streams.engine.ledger import DealState, credits, merge, version
+from streams.engine.money import decimal_text
+from streams.engine.periods import Calendar
+from streams.engine.roster import Roster
+from streams.engine.scopes import Scope, lineage
+
+SEP = "\x1f"
+_ZERO = Decimal(0)
+_DAY_MS = 86_400_000
+
+Values = dict[str, Decimal]  # metric -> amount
+Version = tuple[Any, ...]
+#: A team bucket's key: (team or company scope, origin partition, day label).
+BucketKey = tuple[Scope, int, str]
+
+
+# --- messages between partitions -------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class CreditState:
+    """A deal's current credit to one rep; ``time`` None and no values once it credits none."""
+
+    rep_id: str
+    deal_id: str
+    version: Version
+    time: datetime | None
+    values: Values
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rep": self.rep_id,
+            "deal": self.deal_id,
+            "v": self.version,
+            "t": None if self.time is None else format_instant(self.time),
+            "values": {m: decimal_text(a) for m, a in self.values.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CreditState:
+        return cls(
+            doc["rep"],
+            doc["deal"],
+            _tuples(doc["v"]),
+            None if doc["t"] is None else _instant(doc["t"]),
+            {m: Decimal(a) for m, a in doc["values"].items()},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """Partition ``origin``'s current total for scope ``scope`` on ``day``."""
+
+    scope: Scope
+    origin: int
+    day: str
+    version: tuple[int, int]
+    values: Values
+
+    @property
+    def key(self) -> BucketKey:
+        return (self.scope, self.origin, self.day)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": list(self.scope),
+            "origin": self.origin,
+            "day": self.day,
+            "v": list(self.version),
+            "values": {m: decimal_text(a) for m, a in self.values.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> BucketState:
+        e, s = doc["v"]
+        kind, scope_id = doc["scope"]
+        return cls(
+            (kind, scope_id),
+            int(doc["origin"]),
+            doc["day"],
+            (int(e), int(s)),
+            {m: Decimal(a) for m, a in doc["values"].items()},
+        )
+
+
+# --- state -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class RepDay:
+    """A rep's activities on one day: seen idempotency keys (None once past the window) and
+    counts per (team, metric); ``at`` is the latest arrival (Kafka timestamp, ms)."""
+
+    ids: set[str] | None
+    counts: dict[tuple[str, str], int]
+    at: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ids": None if self.ids is None else sorted(self.ids),
+            "n": [[team, metric, n] for (team, metric), n in sorted(self.counts.items())],
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> RepDay:
+        ids = doc["ids"]
+        return cls(
+            None if ids is None else set(ids),
+            {(team, metric): int(n) for team, metric, n in doc["n"]},
+            int(doc["at"]),
+        )
+
+
+@dataclass(slots=True)
+class Deal:
+    state: DealState
+    #: Every rep the deal ever credited: they get a zero credit once it no longer does.
+    reps: set[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"state": self.state.to_dict(), "reps": sorted(self.reps)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Deal:
+        return cls(DealState.from_dict(doc["state"]), set(doc["reps"]))
+
+
+@dataclass(slots=True)
+class Credit:
+    """A deal credit as the rep's partition holds it (team and day decided on arrival)."""
+
+    version: Version
+    day: str
+    team: str
+    values: Values
+
+
+@dataclass(slots=True)
+class Effects:
+    """What applying messages asks the shell to do: persist records, send state onward, and
+    publish the figures that changed."""
+
+    #: Changelog records to write (key -> document), the partition's own durable state.
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Deal credits for reps (sent to the rep's partition).
+    credits: list[CreditState] = field(default_factory=list)
+    #: (scope, day) whose bucket of this partition must be sent (again).
+    buckets: set[tuple[Scope, str]] = field(default_factory=set)
+    #: (scope, metric, day) whose figures may have changed.
+    figures: set[tuple[Scope, str, str]] = field(default_factory=set)
+
+
+class Tally:
+    """The state of one partition and the rules that change it."""
+
+    def __init__(
+        self,
+        partition: int,
+        calendar: Calendar,
+        catalog: MetricCatalog,
+        roster: Roster,
+        *,
+        window_ms: int,
+        epoch: int = 1,
+    ) -> None:
+        self.partition = partition
+        self.calendar = calendar
+        self.catalog = catalog
+        #: The live roster (shared, read-only here): team at event time, team lineages.
+        self.roster = roster
+        self.window_ms = window_ms
+        #: Ownership generation: bumped each time a worker restores this partition, so every
+        #: bucket it sends supersedes whatever an earlier owner sent.
+        self.epoch = epoch
+        self.seq = 0
+        self.rep_days: dict[tuple[str, str], RepDay] = {}
+        self.deals: dict[str, Deal] = {}
+        self.credits: dict[tuple[str, str], Credit] = {}
+        self.buckets: dict[BucketKey, BucketState] = {}
+        #: Derived (rebuilt on restore): sums per scope → metric → period label; this
+        #: partition's outgoing bucket per (team or company scope, day); rep-days by arrival day.
+        self._sums: dict[Scope, dict[str, dict[str, Decimal]]] = {}
+        self._out: dict[tuple[Scope, str], Values] = {}
+        self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        self._labels: dict[str, tuple[str, ...]] = {}
+        self.stream_ms = 0
+
+    # --- reading ---------------------------------------------------------------------------
+    def value(self, scope: Scope, metric: str, label: str) -> Decimal:
+        return self._sums.get(scope, {}).get(metric, {}).get(label, _ZERO)
+
+    def scopes(self) -> Iterable[Scope]:
+        """Scopes holding data in this partition."""
+        return self._sums.keys()
+
+    def labels(self, scope: Scope, metric: str) -> set[str]:
+        return set(self._sums.get(scope, {}).get(metric, {}))
+
+    def out_bucket(self, scope: Scope, day: str) -> BucketState:
+        """This partition's current bucket for a scope and day, at the current version."""
+        values = self._out.get((scope, day), {})
+        return BucketState(scope, self.partition, day, (self.epoch, self.seq), dict(values))
+
+    def sizes(self) -> dict[str, int]:
+        """Entry counts of each part of the state (the duplicate window's ids separately)."""
+        return {
+            "rep_days": len(self.rep_days),
+            "dedupe_ids": sum(len(d.ids) for d in self.rep_days.values() if d.ids is not None),
+            "deals": len(self.deals),
+            "deal_credits": len(self.credits),
+            "team_buckets": len(self.buckets),
+            "out_buckets": len(self._out),
+        }
+
+    # --- applying --------------------------------------------------------------------------
+    def next_batch(self) -> None:
+        """Start a batch: buckets sent from now on carry a newer version."""
+        self.seq += 1
+
+    def activity(self, event: Event, arrival_ms: int, fx: Effects) -> None:
+        """Count an activity once per idempotency key; a repeat re-sends its buckets."""
+        metrics = self.catalog.activity_metrics_for(event.type)
+        if not metrics:
+            return
+        day = self._day(event.time)
+        rd_key = (event.rep_id, day)
+        rd = self.rep_days.get(rd_key)
+        id_key = f"{len(event.source)}:{event.source}{SEP}{event.id}"
+        self._observe(arrival_ms)
+        if rd is not None and rd.ids is not None and id_key in rd.ids:
+            self._resend_rep_day(day, rd, fx)
+            return
+        if rd is None:
+            rd = self.rep_days[rd_key] = RepDay(set(), {}, arrival_ms)
+        if rd.ids is None:  # past the window: only later copies are caught again
+            rd.ids = set()
+        rd.ids.add(id_key)
+        if arrival_ms > rd.at:
+            rd.at = arrival_ms
+        self._arrivals[rd.at // _DAY_MS].add(rd_key)
+        team = self.roster.team_at(event.rep_id, event.time) or ""
+        for metric in metrics:
+            name = metric.name
+            rd.counts[(team, name)] = rd.counts.get((team, name), 0) + 1
+            self._add(event.rep_id, team, name, day, Decimal(1), fx)
+        fx.records[_rep_day_key(event.rep_id, day)] = {"r": rd.to_dict()}
+
+    def deal_event(self, event: Event, fx: Effects) -> None:
+        """Merge a deal event into its ledger; (re-)send the deal's credit to every rep it ever
+        credited, so a replayed event repairs a credit that was lost on the way."""
+        deal_id = event.deal_id
+        assert deal_id is not None and event.type in DEAL_TYPES
+        deal = self.deals.get(deal_id)
+        before = None if deal is None else (deal.state, frozenset(deal.reps))
+        state = merge(None if deal is None else deal.state, event)
+        now = {c.rep_id: c for c in credits(state)}
+        deal = self.deals[deal_id] = Deal(
+            state, (set() if deal is None else deal.reps) | now.keys()
+        )
+        if before != (state, frozenset(deal.reps)):
+            fx.records[_deal_key(deal_id)] = {"d": deal.to_dict()}
+        stamp = version(state)
+        for rep_id in sorted(deal.reps):
+            credit = now.get(rep_id)
+            values: Values = {}
+            if credit is not None:
+                for metric in self.catalog.deal_metrics:
+                    values[metric.name] = credit.amount if metric.kind == "amount" else credit.share
+            time = None if credit is None else credit.time
+            fx.credits.append(CreditState(rep_id, deal_id, stamp, time, values))
+
+    def credit(self, msg: CreditState, fx: Effects) -> None:
+        """Keep the newest credit per (rep, deal); an old or repeated one re-sends buckets."""
+        key = (msg.rep_id, msg.deal_id)
+        old = self.credits.get(key)
+        if old is not None and not msg.version > old.version:
+            self._resend(old.team, old.day, fx)
+            return
+        if old is not None:
+            for metric, amount in old.values.items():
+                self._add(msg.rep_id, old.team, metric, old.day, -amount, fx)
+        if msg.time is None:
+            day, team = old.day if old else "", old.team if old else ""
+            self.credits[key] = Credit(msg.version, day, team, {})
+            return
+        day = self._day(msg.time)
+        team = self.roster.team_at(msg.rep_id, msg.time) or ""
+        self.credits[key] = Credit(msg.version, day, team, dict(msg.values))
+        for metric, amount in msg.values.items():
+            self._add(msg.rep_id, team, metric, day, amount, fx)
+
+    def bucket(self, msg: BucketState, fx: Effects) -> None:
+        """Keep the newest bucket per (scope, origin, day) and sum it into the scope."""
+        old = self.buckets.get(msg.key)
+        if old is not None and not msg.version > old.version:
+            return
+        self.buckets[msg.key] = msg
+        labels = self.labels_of_day(msg.day)
+        sums = self._sums.setdefault(msg.scope, {})
+        for metric in set(msg.values) | (set(old.values) if old else set()):
+            delta = msg.values.get(metric, _ZERO) - (
+                old.values.get(metric, _ZERO) if old else _ZERO
+            )
+            if delta or metric not in sums:
+                by_label = sums.setdefault(metric, {})
+                for label in labels:
+                    by_label[label] = by_label.get(label, _ZERO) + delta
+            if delta:
+                fx.figures.add((msg.scope, metric, msg.day))
+
+    def expire(self, fx: Effects) -> int:
+        """Drop the ids of rep-days whose latest arrival is older than the window (by stream
+        time, the newest Kafka timestamp seen): bounded state. Returns how many."""
+        cutoff = self.stream_ms - self.window_ms
+        expired = 0
+        for arrival_day in sorted(d for d in self._arrivals if (d + 1) * _DAY_MS <= cutoff):
+            for rd_key in self._arrivals.pop(arrival_day):
+                rd = self.rep_days.get(rd_key)
+                if rd is None or rd.ids is None or rd.at > cutoff:
+                    continue
+                rd.ids = None
+                fx.records[_rep_day_key(*rd_key)] = {"r": rd.to_dict()}
+                expired += 1
+        return expired
+
+    def resend_all(self, fx: Effects) -> None:
+        """Every outgoing bucket again (after a restore, under the new epoch)."""
+        fx.buckets.update(self._out)
+
+    # --- restoring -------------------------------------------------------------------------
+    def load(self, key: str, doc: dict[str, Any]) -> None:
+        """Take one changelog record (the newest per key) into the state."""
+        kind, _, rest = key.partition(SEP)
+        if kind == "r":
+            rep_id, day = rest.split(SEP, 1)
+            rd = self.rep_days[(rep_id, day)] = RepDay.from_dict(doc["r"])
+            self._arrivals[rd.at // _DAY_MS].add((rep_id, day))
+            self._observe(rd.at)
+            sink = Effects()
+            for (team, metric), n in rd.counts.items():
+                self._add(rep_id, team, metric, day, Decimal(n), sink)
+        elif kind == "d":
+            self.deals[rest] = Deal.from_dict(doc["d"])
+
+    # --- internals -------------------------------------------------------------------------
+    def _add(
+        self, rep_id: str, team: str, metric: str, day: str, amount: Decimal, fx: Effects
+    ) -> None:
+        """Add to the rep's sums and to this partition's buckets of the rep's lineage."""
+        labels = self.labels_of_day(day)
+        rep = ("rep", rep_id)
+        rep_sums = self._sums.setdefault(rep, {}).setdefault(metric, {})
+        for label in labels:
+            rep_sums[label] = rep_sums.get(label, _ZERO) + amount
+        fx.figures.add((rep, metric, day))
+        for scope in lineage(self.roster, team):
+            out = self._out.setdefault((scope, day), {})
+            out[metric] = out.get(metric, _ZERO) + amount
+            fx.buckets.add((scope, day))
+
+    def _resend_rep_day(self, day: str, rd: RepDay, fx: Effects) -> None:
+        for team in {team for team, _ in rd.counts}:
+            self._resend(team, day, fx)
+
+    def _resend(self, team: str, day: str, fx: Effects) -> None:
+        if day:
+            fx.buckets.update((scope, day) for scope in lineage(self.roster, team))
+
+    def _observe(self, arrival_ms: int) -> None:
+        if arrival_ms > self.stream_ms:
+            self.stream_ms = arrival_ms
+
+    def _day(self, t: datetime) -> str:
+        labels = self.calendar.labels_at(t)
+        day = labels[0]
+        if day not in self._labels:
+            self._labels[day] = labels
+        return day
+
+    def labels_of_day(self, day: str) -> tuple[str, ...]:
+        """The period labels (day, week, month, quarter, year) a day label belongs to."""
+        labels = self._labels.get(day)
+        if labels is None:
+            period = self.calendar.parse(day)
+            if isinstance(period, Invalid):
+                raise ValueError(f"not a day label: {day!r}")
+            labels = self._labels[day] = self.calendar.labels_at(period.start)
+        return labels
+
+
+def _rep_day_key(rep_id: str, day: str) -> str:
+    return f"r{SEP}{rep_id}{SEP}{day}"
+
+
+def _deal_key(deal_id: str) -> str:
+    return f"d{SEP}{deal_id}"
+
+
+def _instant(text: str) -> datetime:
+    t = parse_instant(text)
+    if t is None:
+        raise ValueError(f"bad instant {text!r}")
+    return t
+
+
+def _tuples(value: Any) -> Any:
+    """JSON turned the version's tuples into lists; comparisons need tuples back."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -1,0 +1,152 @@
+"""The partitions this worker owns: their tallies, restored from Kafka when assigned.
+
+A tally's durable state is three compacted topics' partition ``p``: its own changelog
+(rep-days, deal ledgers, alert statuses), the deal credits addressed to its reps and the
+buckets addressed to its scopes. Restoring reads all three from the beginning and keeps the
+newest version per key, takes a new epoch (written before anything else, so everything this
+owner sends supersedes what an earlier one sent) and sends every bucket again under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import structlog
+
+from streams.engine.tally import BucketState, CreditState, Effects, Tally
+from streams.pipeline.kafka import read_partition
+from streams.pipeline.outputs import Outputs, settle
+from streams.reference import ReferenceData
+from streams.rules import Rules
+from streams.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EPOCH_KEY = "e"
+STATUS_KIND = "s"
+_DAY_MS = 86_400_000
+
+
+@dataclass
+class Owned:
+    """One owned partition: its tally and the alert status last published per figure."""
+
+    tally: Tally
+    statuses: dict[str, str] = field(default_factory=dict)
+
+
+class Partitions:
+    """Owned tallies by partition; ``get`` restores one on first use after an assignment."""
+
+    def __init__(
+        self, settings: Settings, rules: Rules, reference: ReferenceData, outputs: Outputs
+    ) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.reference = reference
+        self.outputs = outputs
+        self.owned: dict[int, Owned] = {}
+        self.assigned: set[int] = set()
+        #: A first assignment arrived (before it, owning nothing is not "ready").
+        self.assigned_once = False
+        self._restoring: dict[int, asyncio.Task[Owned]] = {}
+
+    @property
+    def ready(self) -> bool:
+        """Every assigned partition restored."""
+        return self.assigned <= self.owned.keys()
+
+    def assign(self, partitions: set[int]) -> set[int]:
+        """Own exactly ``partitions`` from now on; returns those dropped."""
+        dropped = (self.owned.keys() | self._restoring.keys()) - partitions
+        for p in dropped:
+            self.owned.pop(p, None)
+            task = self._restoring.pop(p, None)
+            if task is not None:
+                task.cancel()
+        self.assigned = set(partitions)
+        return dropped
+
+    async def get(self, p: int) -> Owned | None:
+        """The tally of ``p`` (restored first if needed), or None if ``p`` is not ours."""
+        if p not in self.assigned:
+            return None
+        owned = self.owned.get(p)
+        if owned is not None:
+            return owned
+        task = self._restoring.get(p)
+        if task is None:
+            task = self._restoring[p] = asyncio.ensure_future(self._restore(p))
+        try:
+            owned = await asyncio.shield(task)
+        finally:
+            if task.done() and self._restoring.get(p) is task:
+                del self._restoring[p]
+        if p not in self.assigned:
+            return None
+        self.owned[p] = owned
+        return owned
+
+    async def _restore(self, p: int) -> Owned:
+        started = asyncio.get_running_loop().time()
+        topics = self.outputs.topics
+        tally = Tally(
+            p,
+            self.rules.calendar,
+            self.rules.catalog,
+            self.reference.roster,
+            window_ms=self.settings.dedupe_window_days * _DAY_MS,
+        )
+        owned = Owned(tally)
+        newest: dict[str, dict[str, Any]] = {}
+        async for records in read_partition(self.settings, topics.changelog, p):
+            for record in records:
+                doc = orjson.loads(record.value)
+                key = record.key.decode()
+                held = newest.get(key)
+                if held is None or doc["v"] >= held["v"]:
+                    newest[key] = doc
+        epoch = max((doc["v"][0] for doc in newest.values()), default=0)
+        for key, doc in newest.items():
+            if key.startswith(STATUS_KIND):
+                owned.statuses[key[2:]] = doc[STATUS_KIND]
+            elif key != EPOCH_KEY:
+                tally.load(key, doc)
+        sink = Effects()
+        async for records in read_partition(self.settings, topics.credits, p):
+            for record in records:
+                tally.credit(CreditState.from_dict(orjson.loads(record.value)), sink)
+        async for records in read_partition(self.settings, topics.buckets, p):
+            for record in records:
+                tally.bucket(BucketState.from_dict(orjson.loads(record.value)), sink)
+        tally.epoch = epoch + 1
+        await settle(await self.outputs.records(tally, {EPOCH_KEY: {}}))
+        tally.next_batch()
+        fx = Effects()
+        tally.resend_all(fx)
+        await settle(await self.outputs.effects(tally, fx))
+        log.info(
+            "partition restored",
+            partition=p,
+            epoch=tally.epoch,
+            seconds=round(asyncio.get_running_loop().time() - started, 3),
+            **tally.sizes(),
+        )
+        return owned
+
+    async def restore_assigned(self) -> None:
+        """Restore every assigned partition now (health turns ok without waiting for input)."""
+        for p in sorted(self.assigned):
+            await self.get(p)
+
+    def state_report(self) -> dict[str, Any]:
+        """Entries of each part of the owned state, for /healthz and the benchmark."""
+        parts: dict[str, int] = {}
+        for owned in self.owned.values():
+            for name, n in owned.tally.sizes().items():
+                parts[name] = parts.get(name, 0) + n
+            parts["alert_statuses"] = parts.get("alert_statuses", 0) + len(owned.statuses)
+        return {"partitions": sorted(self.owned), "entries": parts}

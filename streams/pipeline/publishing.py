@@ -1,0 +1,181 @@
+"""Progress records, status alerts and quota gauges of the scopes batches changed.
+
+A busy scope (a region, the company) changes in nearly every batch; its figures are evaluated
+once per ``publish_interval`` instead, for every (metric, period) that changed meanwhile, and
+its current periods are re-evaluated on every tick because pace falls as time passes. A status
+is persisted in its partition's changelog before its alert goes out, so a restart neither
+repeats nor loses a transition.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from streams import metrics
+from streams.engine.pace import Figures
+from streams.engine.periods import Period
+from streams.engine.scopes import Scope, scope_key
+from streams.engine.tally import SEP
+from streams.live import LiveViews
+from streams.pipeline.outputs import Outputs, Pending, settle
+from streams.pipeline.partitions import STATUS_KIND, Owned
+from streams.reference import ReferenceData
+
+log = structlog.get_logger(__name__)
+
+
+class Publisher:
+    """Collects changed figures per partition and publishes them when flushed."""
+
+    def __init__(self, views: LiveViews, reference: ReferenceData, outputs: Outputs) -> None:
+        self.views = views
+        self.reference = reference
+        self.outputs = outputs
+        #: partition -> scope -> changed (metric, day)
+        self.pending: dict[int, dict[Scope, set[tuple[str, str]]]] = {}
+
+    def note(self, owned: Owned, changed: set[tuple[Scope, str, str]]) -> None:
+        scopes = self.pending.setdefault(owned.tally.partition, {})
+        for scope, metric, day in changed:
+            scopes.setdefault(scope, set()).add((metric, day))
+
+    async def flush(self) -> None:
+        """Publish every pending change of the partitions still owned."""
+        pending, self.pending = self.pending, {}
+        for part, entries in self.views.partitions.state_report()["entries"].items():
+            metrics.TABLE_KEYS.labels(part).set(entries)
+        now = datetime.now(UTC)
+        current = self.views.current_periods(now)
+        for p, scopes in sorted(pending.items()):
+            owned = self.views.partitions.owned.get(p)
+            if owned is None:
+                continue
+            sent: Pending = []
+            statuses: dict[str, dict[str, Any]] = {}
+            for scope, changed in sorted(scopes.items()):
+                sent.extend(await self._progress(owned, scope, changed, now))
+                sent.extend(await self._current(owned, scope, current, now, statuses))
+            await settle(sent)
+            await settle(await self.outputs.records(owned.tally, statuses))
+
+    async def tick(self) -> None:
+        """Re-evaluate the current periods of every owned scope (pace moves with time)."""
+        now = datetime.now(UTC)
+        current = self.views.current_periods(now)
+        by_partition: dict[int, list[Scope]] = {}
+        for scope in self.views.scopes():
+            by_partition.setdefault(self.views.partition_of(scope), []).append(scope)
+        for p, scopes in sorted(by_partition.items()):
+            owned = self.views.partitions.owned.get(p)
+            if owned is None:
+                continue
+            sent: Pending = []
+            statuses: dict[str, dict[str, Any]] = {}
+            for scope in sorted(scopes):
+                sent.extend(await self._current(owned, scope, current, now, statuses))
+            await settle(sent)
+            await settle(await self.outputs.records(owned.tally, statuses))
+
+    async def _progress(
+        self, owned: Owned, scope: Scope, changed: set[tuple[str, str]], now: datetime
+    ) -> Pending:
+        """One progress record per changed (metric, period label)."""
+        calendar = self.views.calendar
+        labels = {
+            (metric, label) for metric, day in changed for label in owned.tally.labels_of_day(day)
+        }
+        key = scope_key(scope).encode()
+        sent: Pending = []
+        for metric, label in sorted(labels):
+            period = calendar.parse(label)
+            if not isinstance(period, Period):
+                continue
+            f = self.views.figures(scope, metric, period, now)
+            record = {
+                "scope": scope[0],
+                "id": scope[1],
+                "metric": metric,
+                "period": label,
+                "period_type": period.type,
+                "as_of": now.isoformat(),
+                **f.to_dict(),
+            }
+            sent.append(
+                await self.outputs.producer.send(
+                    self.outputs.topics.progress, orjson.dumps(record), key=key
+                )
+            )
+        return sent
+
+    async def _current(
+        self,
+        owned: Owned,
+        scope: Scope,
+        current: tuple[Period, ...],
+        now: datetime,
+        statuses: dict[str, dict[str, Any]],
+    ) -> Pending:
+        """Gauges of the current periods, and an alert for each status transition."""
+        kind, scope_id = scope
+        roster = self.reference.roster
+        team = roster.team_at(scope_id, now) if kind == "rep" else None
+        if kind == "rep":
+            metrics.QUOTAS.set_rep_info(scope_id, roster.rep_name(scope_id) or scope_id, team or "")
+        sent: Pending = []
+        for period in current:
+            for metric in self.views.catalog.names:
+                f = self.views.figures(scope, metric, period, now)
+                metrics.QUOTAS.publish(kind, scope_id, metric, period.type, f.to_dict(), team)
+                alert = self._transition(owned, scope, team, metric, period.label, f, now, statuses)
+                if alert is not None:
+                    sent.append(
+                        await self.outputs.producer.send(
+                            self.outputs.topics.alerts,
+                            orjson.dumps(alert),
+                            key=f"{kind}:{scope_id}".encode(),
+                        )
+                    )
+        return sent
+
+    def _transition(
+        self,
+        owned: Owned,
+        scope: Scope,
+        team: str | None,
+        metric: str,
+        label: str,
+        f: Figures,
+        now: datetime,
+        statuses: dict[str, dict[str, Any]],
+    ) -> dict[str, Any] | None:
+        """The alert for a status change (on_track ↔ at_risk ↔ behind), once per change."""
+        if f.status is None:
+            return None
+        kind, scope_id = scope
+        key = f"{kind}:{scope_id}:{metric}:{label}"
+        previous = owned.statuses.get(key)
+        if previous == f.status:
+            return None
+        owned.statuses[key] = f.status
+        statuses[f"{STATUS_KIND}{SEP}{key}"] = {STATUS_KIND: f.status}
+        if previous is None and f.status == "on_track":
+            return None  # first evaluation: nothing to act on
+        figures = f.to_dict()
+        metrics.ALERTS_EMITTED.labels(kind, f.status).inc()
+        return {
+            "alert_id": f"{key}:{now.isoformat()}",
+            "scope": kind,
+            "id": scope_id,
+            "name": self.reference.roster.rep_name(scope_id) if kind == "rep" else None,
+            "team_id": team if kind == "rep" else (scope_id if kind == "team" else None),
+            "metric": metric,
+            "period": label,
+            "from_status": previous,
+            "to_status": f.status,
+            **{k: figures[k] for k in ("value", "target", "pace", "gap")},
+            "at": now.isoformat(),
+        }

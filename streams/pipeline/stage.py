@@ -1,0 +1,135 @@
+"""What one batch does: count every message in its partition's tally, then write.
+
+A batch holds messages of four co-partitioned topics: input events (``activity``), events that
+arrived in the wrong partition (``events``), deal credits (``credits``) and buckets
+(``buckets``). Per partition the tally applies them in order; then, in this order, the batch
+
+1. sends its effects (deal credits, buckets, dead letters, re-routed events) and waits for the
+   broker to acknowledge them,
+2. writes the tally's changed records to its changelog and waits again,
+
+and only then are its input messages acknowledged (committed later by Faust). A crash before
+(2) replays input whose effects are re-sent; a crash between (1) and (2) replays input into a
+tally that lacks it, which counts it once. Either way the result is the same, because every
+message between stages is versioned state and a repeated activity re-sends its buckets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import structlog
+
+from streams import metrics
+from streams.engine.catalog import DEAL_TYPES
+from streams.engine.errors import Invalid
+from streams.engine.events import Event
+from streams.engine.tally import BucketState, CreditState, Effects, Tally
+from streams.pipeline.outputs import Outputs, Pending, settle
+from streams.pipeline.partitions import Owned, Partitions
+from streams.pipeline.publishing import Publisher
+from streams.rules import Rules
+
+log = structlog.get_logger(__name__)
+
+#: How often (in batches of a partition) ids past the duplicate window are dropped.
+EXPIRE_EVERY = 64
+
+
+class Stage:
+    """Applies batches to the owned tallies and writes their effects."""
+
+    def __init__(
+        self, rules: Rules, partitions: Partitions, outputs: Outputs, publisher: Publisher
+    ) -> None:
+        self.rules = rules
+        self.partitions = partitions
+        self.outputs = outputs
+        self.publisher = publisher
+        self.topics = outputs.topics
+
+    async def process(self, batch: Sequence[Any]) -> None:
+        """Apply ``batch`` (Faust events) and write its effects; returns once all is durable."""
+        by_partition: dict[int, list[Any]] = defaultdict(list)
+        for event in batch:
+            by_partition[event.message.partition].append(event.message)
+        sent: Pending = []
+        written: list[tuple[Owned, Effects]] = []
+        for p, messages in sorted(by_partition.items()):
+            owned = await self.partitions.get(p)
+            if owned is None:
+                continue  # revoked meanwhile: never committed here, the new owner replays it
+            fx = Effects()
+            tally = owned.tally
+            tally.next_batch()
+            for message in messages:
+                sent.extend(await self._apply(tally, message, fx))
+            if tally.seq % EXPIRE_EVERY == 0:
+                tally.expire(fx)
+            sent.extend(await self.outputs.effects(tally, fx))
+            written.append((owned, fx))
+        await settle(sent)
+        records: Pending = []
+        for owned, fx in written:
+            records.extend(await self.outputs.records(owned.tally, fx.records))
+            self.publisher.note(owned, fx.figures)
+        await settle(records)
+
+    async def _apply(self, tally: Tally, message: Any, fx: Effects) -> Pending:
+        """Apply one message; returns the sends it caused directly (dead letter, re-route)."""
+        topic = message.topic
+        try:
+            if topic == self.topics.activity:
+                return await self._input(tally, message, fx)
+            if topic == self.topics.events:
+                self._event(tally, Event.from_json(message.value), message, fx)
+            elif topic == self.topics.credits:
+                tally.credit(CreditState.from_dict(orjson.loads(message.value)), fx)
+            elif topic == self.topics.buckets:
+                tally.bucket(BucketState.from_dict(orjson.loads(message.value)), fx)
+        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            # Internal topics carry our own output: a malformed message is a bug to see, not a
+            # reason to stop counting for everyone.
+            metrics.EVENTS_REJECTED.labels("internal").inc()
+            log.error(
+                "malformed internal message",
+                topic=topic,
+                partition=message.partition,
+                offset=message.offset,
+                error=repr(exc),
+            )
+        return []
+
+    async def _input(self, tally: Tally, message: Any, fx: Effects) -> Pending:
+        raw = message.value if message.value is not None else b""
+        decoded = self.rules.decoder.decode(raw)
+        if isinstance(decoded, Invalid):
+            metrics.EVENTS_REJECTED.labels(decoded.code).inc()
+            source = (message.topic, message.partition, message.offset)
+            return [
+                await self.outputs.dead_letter(
+                    decoded, message.key, raw, message.headers or (), source
+                )
+            ]
+        home = self.outputs.partition_of(decoded.partition_key)
+        if home != message.partition:
+            metrics.EVENTS_REROUTED.inc()
+            return [await self.outputs.reroute(decoded, home)]
+        self._event(tally, decoded, message, fx)
+        return []
+
+    def _event(self, tally: Tally, event: Event, message: Any, fx: Effects) -> None:
+        if event.type in DEAL_TYPES and event.deal_id is not None:
+            tally.deal_event(event, fx)
+        elif self.rules.catalog.counts(event.type):
+            tally.activity(event, int(message.timestamp * 1000), fx)
+            metrics.QUOTAS.record_activity(event.rep_id, event.time.timestamp())
+        else:
+            metrics.EVENTS_IGNORED.labels(metrics.IGNORED_TYPES(event.type)).inc()
+            return
+        metrics.EVENTS_PROCESSED.labels(event.type).inc()
+        metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - event.time.timestamp()))

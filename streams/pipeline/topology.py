@@ -1,0 +1,118 @@
+"""The topology: which topics the one agent reads, and the parts a worker runs.
+
+Topic flow (all co-partitioned, ``SPM_PARTITIONS`` each; Faust assigns partition ``p`` of every
+topic to the same worker, which holds tally ``p``)::
+
+    spm.activity ─┐ (any key)          ┌─> spm.activity.dlq   rejected, original bytes + reason
+    spm.events ───┤ (re-routed events) ├─> spm.events         events in the wrong partition
+    spm.credits ──┼──> tally p ────────┼─> spm.credits        deal credit per (rep, deal)
+    spm.buckets ──┘                    ├─> spm.buckets        bucket per (scope, origin p, day)
+                                       ├─> spm.tally-changelog  rep-days, deals, statuses of p
+                                       └─> spm.progress, spm.alerts, /metrics
+    spm.quotas, spm.roster (compacted) ─> every worker's reference mirror
+
+An event whose key hashes to the partition it arrived in (the producer helper, ``spm emit``)
+is counted where it lands; any other takes one hop through ``spm.events``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from streams import metrics
+from streams.live import LiveViews
+from streams.pipeline.kafka import Producer
+from streams.pipeline.outputs import Outputs
+from streams.pipeline.partitions import Partitions
+from streams.pipeline.publishing import Publisher
+from streams.pipeline.stage import Stage
+from streams.reference import ReferenceData, ReferenceMirror
+from streams.rules import Rules
+from streams.settings import Settings
+from streams.sinks.clickhouse import ClickHouseSink
+
+
+@dataclass
+class Runtime:
+    """Everything a worker runs besides Faust itself; the web views reach it via the app."""
+
+    settings: Settings
+    rules: Rules
+    reference: ReferenceData
+    mirror: ReferenceMirror
+    producer: Producer
+    outputs: Outputs
+    partitions: Partitions
+    views: LiveViews
+    publisher: Publisher
+    stage: Stage
+    #: The topic requests are routed by (every topic has the same partitioning).
+    route_topic: Any = None
+
+
+def build(app: faust.App, settings: Settings) -> Runtime:
+    """Create the runtime of ``app`` and attach its services, agent and timers."""
+    rules = Rules.from_settings(settings)
+    reference = ReferenceData()
+    mirror = ReferenceMirror(settings, reference)
+    producer = Producer(settings)
+    outputs = Outputs(settings, producer)
+    partitions = Partitions(settings, rules, reference, outputs)
+    views = LiveViews(
+        rules.calendar, rules.catalog, rules.thresholds, reference, partitions, settings.partitions
+    )
+    publisher = Publisher(views, reference, outputs)
+    stage = Stage(rules, partitions, outputs, publisher)
+    topics = outputs.topics
+    runtime = Runtime(
+        settings,
+        rules,
+        reference,
+        mirror,
+        producer,
+        outputs,
+        partitions,
+        views,
+        publisher,
+        stage,
+        route_topic=app.topic(topics.activity),
+    )
+    app.service(mirror)  # type: ignore[arg-type]  # Faust types it for classes; instances work
+    app.service(producer)  # type: ignore[arg-type]
+    if settings.history_sink:
+        app.service(ClickHouseSink(settings))  # type: ignore[arg-type]
+
+    source = app.topic(topics.activity, topics.events, topics.credits, topics.buckets)
+
+    @app.agent(source, name="tally")
+    async def tally(stream: Any) -> None:
+        """Count batches; acknowledge a batch only once everything it wrote is durable."""
+        async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
+            await mirror.ready.wait()
+            await stage.process(batch)
+            for event in batch:
+                await stream.ack(event)
+
+    @app.timer(interval=settings.publish_interval)
+    async def publish() -> None:
+        if mirror.ready.is_set():
+            await publisher.flush()
+
+    @app.timer(interval=settings.alert_interval)
+    async def tick() -> None:
+        if mirror.ready.is_set():
+            await publisher.tick()
+
+    @app.timer(interval=5.0)
+    async def consumer_lag() -> None:
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            position = await consumer.position(tp)
+            if position is not None:
+                lag = max(0, consumer.highwater(tp) - position)
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    return runtime
