@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+import structlog
+from aiokafka.errors import KafkaError
+from tenacity import retry, retry_if_exception_type, wait_exponential
 
 from streams import metrics
 from streams.live import LiveViews
@@ -33,6 +36,8 @@ from streams.reference import ReferenceData, ReferenceMirror
 from streams.rules import Rules
 from streams.settings import Settings
 from streams.sinks.clickhouse import ClickHouseSink
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -92,7 +97,7 @@ def build(app: faust.App, settings: Settings) -> Runtime:
         """Count batches; acknowledge a batch only once everything it wrote is durable."""
         async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
             await mirror.ready.wait()
-            await stage.process(batch)
+            await _until_durable(stage, batch)
             for event in batch:
                 await stream.ack(event)
 
@@ -116,3 +121,16 @@ def build(app: faust.App, settings: Settings) -> Runtime:
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     return runtime
+
+
+@retry(
+    retry=retry_if_exception_type(KafkaError),
+    wait=wait_exponential(multiplier=0.2, max=5.0),
+    before_sleep=lambda state: log.warning(
+        "batch not durable yet, retrying", error=repr(state.outcome and state.outcome.exception())
+    ),
+)
+async def _until_durable(stage: Stage, batch: Any) -> None:
+    """Process ``batch`` until everything it writes is acknowledged: while the broker is away
+    the worker waits instead of dying, and applying a batch again is harmless by design."""
+    await stage.process(batch)

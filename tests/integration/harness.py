@@ -64,6 +64,12 @@ class Worker:
         self.url = f"http://127.0.0.1:{settings.web_port}"
 
     def start(self, timeout: float = 90.0) -> Worker:
+        self.spawn()
+        self.wait_healthy(timeout)
+        return self
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it (to kill it during start-up)."""
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "streams.worker", "worker", "-l", "info"],
@@ -73,8 +79,6 @@ class Worker:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_healthy(timeout)
-        return self
 
     def wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
