@@ -159,6 +159,11 @@ class Engine:
         self.deliver(credits, buckets, changed)
 
     # --- reading ---------------------------------------------------------------------------
+    @property
+    def duplicates(self) -> int:
+        """Activities delivered again and not counted again."""
+        return sum(t.duplicates for t in self.tallies)
+
     def tally_of(self, scope: Scope) -> Tally:
         return self.tallies[self.partition_of(scope_key(scope))]
 

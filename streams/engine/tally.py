@@ -216,6 +216,8 @@ class Tally:
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
         self._labels: dict[str, tuple[str, ...]] = {}
         self.stream_ms = 0
+        #: Activities seen again within the window (not counted again).
+        self.duplicates = 0
 
     # --- reading ---------------------------------------------------------------------------
     def value(self, scope: Scope, metric: str, label: str) -> Decimal:
@@ -260,6 +262,7 @@ class Tally:
         id_key = f"{len(event.source)}:{event.source}{SEP}{event.id}"
         self._observe(arrival_ms)
         if rd is not None and rd.ids is not None and id_key in rd.ids:
+            self.duplicates += 1
             self._resend_rep_day(day, rd, fx)
             return
         if rd is None:
