@@ -1,5 +1,7 @@
-# The SPM worker (Faust) image used by docker-compose.yml. Installed in editable mode so the
-# code finds schemas/ and deploy/ next to the package, exactly as in a source checkout.
+# The SPM worker (Faust) image used by docker-compose.yml. The product is installed as a wheel
+# would install it (the schemas ship as package data); it is built in /src and runs from /app,
+# so the source tree is never on the worker's import path.
+# tests/integration/test_dockerfile.py replays the COPY, RUN pip and CMD lines without Docker.
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,16 +10,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     SPM_VAR_DIR=/app/var
 
-WORKDIR /app
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streams ./streams
 COPY schemas ./schemas
-COPY deploy ./deploy
-RUN pip install -e . \
+RUN pip install . \
  && useradd --create-home --uid 10001 spm \
  && mkdir -p /app/var \
- && chown spm /app/var
+ && chown 10001 /app/var
 
-USER spm
+WORKDIR /app
+USER 10001
 EXPOSE 6066
-CMD ["faust", "-A", "streams.app", "worker", "-l", "info"]
+CMD ["faust", "-A", "streams.worker", "worker", "-l", "info"]

@@ -52,6 +52,7 @@ stack-status: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 test: lint stack-up
 	$(VENV)/bin/pytest -q tests/
@@ -60,8 +61,7 @@ test: lint stack-up
 # organisation and traffic with a live leaderboard for DURATION seconds, then a summary.
 demo: stack-up
 	@mkdir -p var/log
-	$(PY) -c 'from streams.settings import get_settings; from streams.topics import ensure_topics; ensure_topics(get_settings())'
-	$(PY) -m faust -A streams.app worker -l info >var/log/worker-demo.log 2>&1 & worker=$$!; \
+	$(PY) -m faust -A streams.worker worker -l info >var/log/worker-demo.log 2>&1 & worker=$$!; \
 	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null || true' EXIT; \
 	  $(DEMO) run --duration $(DURATION)
 
