@@ -40,6 +40,8 @@ def create_app(settings: Settings) -> SpmApp:
         web_bind=settings.web_host,
         canonical_url=f"http://{settings.web_host}:{settings.web_port}",
         broker_commit_interval=settings.commit_interval,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 5,
         stream_buffer_maxsize=settings.batch_size * 2,
         autodiscover=False,
         key_serializer="raw",

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
     )
     commit_interval: float = Field(1.0, description="Seconds between offset commits.")
+    session_timeout: float = Field(
+        10.0, description="Seconds without heartbeat before a worker's partitions move on."
+    )
     batch_size: int = Field(2000, description="Messages the agent folds per batch.")
     batch_within: float = Field(0.1, description="Seconds the agent waits to fill a batch.")
     dedupe_window_days: int = Field(

@@ -12,6 +12,10 @@ and only then are its input messages acknowledged (committed later by Faust). A 
 (2) replays input whose effects are re-sent; a crash between (1) and (2) replays input into a
 tally that lacks it, which counts it once. Either way the result is the same, because every
 message between stages is versioned state and a repeated activity re-sends its buckets.
+
+A partition restored again while a batch was at work on it (a rebalance) may have been read
+before that batch's records were written: that batch's messages of the partition are left
+unacknowledged, so Faust delivers them again after its seek and the new tally counts them.
 """
 
 from __future__ import annotations
@@ -52,8 +56,9 @@ class Stage:
         self.publisher = publisher
         self.topics = outputs.topics
 
-    async def process(self, batch: Sequence[Any]) -> None:
-        """Apply ``batch`` (Faust events) and write its effects; returns once all is durable."""
+    async def process(self, batch: Sequence[Any]) -> set[int]:
+        """Apply ``batch`` (Faust events) and write its effects; returns, once all is durable,
+        the partitions whose messages may be acknowledged."""
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(event.message)
@@ -78,6 +83,11 @@ class Stage:
             records.extend(await self.outputs.records(owned.tally, fx.records))
             self.publisher.note(owned, fx.figures)
         await settle(records)
+        return {
+            owned.tally.partition
+            for owned, _ in written
+            if self.partitions.owned.get(owned.tally.partition) is owned
+        }
 
     async def _apply(self, tally: Tally, message: Any, fx: Effects) -> Pending:
         """Apply one message; returns the sends it caused directly (dead letter, re-route)."""

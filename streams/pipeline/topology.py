@@ -97,9 +97,10 @@ def build(app: faust.App, settings: Settings) -> Runtime:
         """Count batches; acknowledge a batch only once everything it wrote is durable."""
         async for batch in stream.noack_take(settings.batch_size, within=settings.batch_within):
             await mirror.ready.wait()
-            await _until_durable(stage, batch)
+            done = await _until_durable(stage, batch)
             for event in batch:
-                await stream.ack(event)
+                if event.message.partition in done:
+                    await stream.ack(event)
 
     @app.timer(interval=settings.publish_interval)
     async def publish() -> None:
@@ -130,7 +131,7 @@ def build(app: faust.App, settings: Settings) -> Runtime:
         "batch not durable yet, retrying", error=repr(state.outcome and state.outcome.exception())
     ),
 )
-async def _until_durable(stage: Stage, batch: Any) -> None:
+async def _until_durable(stage: Stage, batch: Any) -> set[int]:
     """Process ``batch`` until everything it writes is acknowledged: while the broker is away
     the worker waits instead of dying, and applying a batch again is harmless by design."""
-    await stage.process(batch)
+    return await stage.process(batch)
