@@ -2,7 +2,7 @@
 
 Topic → table (see ``schemas/clickhouse/001_history_tables.sql``)::
 
-    spm.events        → activity_events     (source, id)
+    spm.activity      → activity_events     (source, id), the valid events, decoded
     spm.activity.dlq  → rejected_events     (source_topic, source_partition, source_offset)
     spm.progress      → progress_snapshots  (scope, id, metric, period, as_of), sampled
     spm.alerts        → alerts              (alert_id)
@@ -34,7 +34,10 @@ from aiokafka import ConsumerRecord, TopicPartition
 from clickhouse_connect.driver import Client
 
 from streams.chclient import get_client
+from streams.engine.errors import Invalid
+from streams.engine.events import Decoder
 from streams.migrations import migrate
+from streams.rules import Rules
 from streams.settings import Settings
 from streams.sinks.base import BatchingSink, Row, RowsByTable
 
@@ -110,7 +113,25 @@ def _compact_json(value: Any) -> str:
 
 # --- topic → row mappings (one message, one row) -----------------------------------------------
 def event_row(record: ConsumerRecord) -> Row:
-    doc = orjson.loads(record.value)
+    """A canonical event (``Event.to_json``) as a row, at the message's position."""
+    return _event_row(orjson.loads(record.value), record)
+
+
+def accepted_row(decoder: Decoder) -> Callable[[ConsumerRecord], Row | None]:
+    """An input message's row if it is a valid event; a rejected one is the DLQ's to keep.
+    Input is read rather than the worker's re-routing topic, which holds only events that
+    arrived in the wrong partition."""
+
+    def row(record: ConsumerRecord) -> Row | None:
+        decoded = decoder.decode(record.value if record.value is not None else b"")
+        if isinstance(decoded, Invalid):
+            return None
+        return _event_row(orjson.loads(decoded.to_json()), record)
+
+    return row
+
+
+def _event_row(doc: dict[str, Any], record: ConsumerRecord) -> Row:
     splits = doc["splits"]
     return (
         doc["source"],
@@ -251,8 +272,7 @@ def roster_row(record: ConsumerRecord) -> Row:
 
 
 #: Short topic name → (table, one message's row); spm.progress goes through SnapshotCadence.
-ROUTES: dict[str, tuple[str, Callable[[ConsumerRecord], Row]]] = {
-    "events": ("activity_events", event_row),
+ROUTES: dict[str, tuple[str, Callable[[ConsumerRecord], Row | None]]] = {
     "activity.dlq": ("rejected_events", rejected_row),
     "alerts": ("alerts", alert_row),
     "quotas": ("quota_history", quota_row),
@@ -360,6 +380,8 @@ class ClickHouseSink(BatchingSink):
         self.client_provider = client_provider or (lambda: get_client(settings))
         self.cadence = SnapshotCadence(settings.snapshot_interval)
         self._routes = {settings.topic(name): route for name, route in ROUTES.items()}
+        decoder = Rules.from_settings(settings).decoder
+        self._routes[settings.topic("activity")] = ("activity_events", accepted_row(decoder))
         self.progress_topic = settings.topic("progress")
         super().__init__(
             bootstrap=settings.kafka_bootstrap,
@@ -391,7 +413,9 @@ class ClickHouseSink(BatchingSink):
                         tables["progress_snapshots"].append(row)
                 else:
                     table, row_of = self._routes[record.topic]
-                    tables[table].append(row_of(record))
+                    mapped = row_of(record)
+                    if mapped is not None:
+                        tables[table].append(mapped)
             except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
                 # Our own topics carry our own output: a malformed one is a bug to see, not
                 # a reason to stop history for everyone.

@@ -26,6 +26,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from streams import history, metrics
 from streams.chclient import close_clients, get_client
 from streams.engine.events import Event
+from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
 from streams.sinks.clickhouse import ClickHouseSink
 from streams.topics import ensure_topics
@@ -55,25 +56,26 @@ def settings(stack: Settings, unique_prefix: str, tmp_path: Path) -> Iterator[Se
 
 
 def make_events(n: int) -> list[Event]:
-    """``n`` accepted events; every 10th a won deal with an exact, long converted amount."""
+    """``n`` accepted events (decoded as the worker and the sink decode them); every 10th a
+    won deal in EUR with an exact, long converted amount."""
+    decoder = Rules.from_settings(Settings()).decoder
     out = []
     for i in range(n):
         rep = f"r{i % 17}"
         if i % 10 == 0:
-            amount = Decimal(f"{i}.25")
-            event = Event(
-                source="crm", id=f"deal-{i}", type="deal.won", time=T0 + timedelta(minutes=i),
-                rep_id=rep, deal_id=f"d{i}", amount=amount, currency="EUR",
-                amount_base=amount * Decimal("1.1") / Decimal("1.3"),
-                data={"rep_id": rep, "deal_id": f"d{i}", "amount": str(amount), "currency": "EUR"},
-            )  # fmt: skip
+            kind, source, event_id = "deal.won", "crm", f"deal-{i}"
+            data = {"rep_id": rep, "deal_id": f"d{i}", "amount": f"{i}.25", "currency": "EUR"}
         else:
-            event = Event(
-                source="dialer", id=f"call-{i}", type="call.completed",
-                time=T0 + timedelta(minutes=i), rep_id=rep, data={"rep_id": rep},
-            )  # fmt: skip
+            kind, source, event_id, data = "call.completed", "dialer", f"call-{i}", {"rep_id": rep}
+        event = decoder.decode(cloudevent(kind, source, event_id, T0 + timedelta(minutes=i), data))
+        assert isinstance(event, Event), event
         out.append(event)
     return out
+
+
+def cloudevent(kind: str, source: str, event_id: str, at: datetime, data: dict[str, str]) -> bytes:
+    doc = {"specversion": "1.0", "id": event_id, "source": source, "type": kind}
+    return json.dumps({**doc, "time": at.isoformat(), "data": data}).encode()
 
 
 def in_order(events: list[Event]) -> list[Event]:
@@ -92,7 +94,18 @@ def produce(settings: Settings, messages: list[tuple[str, bytes | None, bytes | 
 
 
 def produce_events(settings: Settings, events: list[Event]) -> None:
-    produce(settings, [("events", e.partition_key.encode(), e.to_json()) for e in events])
+    """The events as their producers send them: CloudEvents on the input topic."""
+    produce(
+        settings,
+        [
+            (
+                "activity",
+                e.partition_key.encode(),
+                cloudevent(e.type, e.source, e.id, e.time, e.data or {}),
+            )
+            for e in events
+        ],
+    )
 
 
 def count(client: Client, table: str) -> int:
@@ -214,9 +227,9 @@ def test_sink_writes_every_topic_once(settings: Settings) -> None:
     reasons = history.rejected_by_reason(client)
     assert [(r["error_code"], r["events"]) for r in reasons] == [("not_json", 3)]
     # offsets committed to the end; lag reported; every inserted row counted
-    done, total = sink_group_lag(settings, ["events", "activity.dlq", "progress", "roster"])
+    done, total = sink_group_lag(settings, ["activity", "activity.dlq", "progress", "roster"])
     assert done == total
-    assert metric("spm_sink_lag_messages", topic=settings.topic("events")) == 0
+    assert metric("spm_sink_lag_messages", topic=settings.topic("activity")) == 0
     written = metric("spm_sink_rows_written_total", table="activity_events") - written_before
     assert written == len(events) + 200
 
@@ -243,7 +256,7 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
         while True:
             assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, "the sink process committed nothing in time"
-            done, total = sink_group_lag(settings, ["events"])
+            done, total = sink_group_lag(settings, ["activity"])
             if done > 0:
                 break
             time.sleep(0.05)
@@ -261,7 +274,7 @@ def test_sink_killed_mid_batch_and_restarted_loses_and_doubles_nothing(
     distinct = client.command("SELECT uniqExact(source, id) FROM activity_events")
     assert distinct == count(client, "activity_events") == len(events)
     assert [Event.from_json(raw) for raw in history.replay_events(client)] == in_order(events)
-    assert sink_group_lag(settings, ["events"])[0] == sink_group_lag(settings, ["events"])[1]
+    assert sink_group_lag(settings, ["activity"])[0] == sink_group_lag(settings, ["activity"])[1]
 
 
 def test_redelivered_rows_collapse_in_every_query(settings: Settings) -> None:
