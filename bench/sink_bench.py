@@ -1,4 +1,4 @@
-"""Sink throughput: canonical ``spm.events`` messages → rows → batched inserts into chDB.
+"""Sink throughput: input CloudEvents, decoded as the worker does → rows → inserts into chDB.
 
 Measures the ClickHouse sink's own path (``ClickHouseSink.map_batch`` + ``write``, the code the
 service runs on its worker thread) on a fresh embedded chDB, without Kafka in the loop, and
@@ -12,16 +12,15 @@ which stays meaningful on a busy machine. The goal is ≥ 100,000 rows/s batched
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
-from streams.clickhouse import close_clients, get_client
-from streams.engine.events import Event, Split
+from streams.chclient import close_clients, get_client
 from streams.settings import Settings
 from streams.sinks.clickhouse import ClickHouseSink
 
@@ -29,25 +28,32 @@ T0 = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 def messages(topic: str, count: int, start: int) -> list[ConsumerRecord]:
-    """``count`` canonical events as Kafka delivers them (one in ten a won deal with splits)."""
+    """``count`` input CloudEvents as Kafka delivers them (one in ten a won deal with splits)."""
     out = []
     for n in range(start, start + count):
         rep = f"r{n % 1000}"
+        at = (T0 + timedelta(seconds=n)).isoformat()
         if n % 10 == 0:
-            event = Event(
-                source="crm", id=f"deal-{n}", type="deal.won", time=T0 + timedelta(seconds=n),
-                rep_id=rep, deal_id=f"d{n}", amount=Decimal("1250.50"), currency="EUR",
-                amount_base=Decimal("1346.73846153846153846153846"),
-                splits=(Split(rep, Decimal("0.6")), Split("r0", Decimal("0.4"))),
-                data={"rep_id": rep, "deal_id": f"d{n}", "amount": "1250.50", "currency": "EUR"},
-            )  # fmt: skip
+            doc = {
+                "id": f"deal-{n}",
+                "source": "crm",
+                "type": "deal.won",
+                "data": {
+                    "rep_id": rep,
+                    "deal_id": f"d{n}",
+                    "amount": "1250.50",
+                    "currency": "EUR",
+                    "splits": [{"rep_id": rep, "share": "0.6"}, {"rep_id": "r0", "share": "0.4"}],
+                },
+            }
         else:
-            event = Event(
-                source="dialer", id=f"call-{n}", type="call.completed",
-                time=T0 + timedelta(seconds=n), rep_id=rep,
-                data={"rep_id": rep, "duration_seconds": 95, "outcome": "connected"},
-            )  # fmt: skip
-        value = event.to_json()
+            doc = {
+                "id": f"call-{n}",
+                "source": "dialer",
+                "type": "call.completed",
+                "data": {"rep_id": rep, "duration_seconds": 95, "outcome": "connected"},
+            }
+        value = json.dumps({"specversion": "1.0", "time": at, **doc}).encode()
         out.append(
             ConsumerRecord(topic, n % 4, n, 1_790_000_000_000 + n, 0, rep.encode(), value,
                            None, len(rep), len(value), ())
@@ -65,7 +71,7 @@ def main() -> None:
         settings = Settings(clickhouse_url=f"chdb://{Path(tmp) / 'clickhouse'}")
         sink = ClickHouseSink(settings)
         sink.prepare()
-        topic = settings.topic("events")
+        topic = settings.topic("activity")
         batches = [messages(topic, args.batch, i * args.batch) for i in range(20)]
         written = mapped_s = insert_s = 0.0
         deadline = time.monotonic() + args.duration
