@@ -66,9 +66,31 @@ def test_canonical_json_round_trips(decoder: Decoder) -> None:
     assert Event.from_json(wire) == event
 
 
-def test_from_json_refuses_garbage() -> None:
+def test_numbers_stay_exact_decimals_from_their_literal_text(decoder: Decoder) -> None:
+    payload = _deal(amount="AMOUNT", ratio="RATIO").replace(b'"AMOUNT"', b"0.10")
+    event = decoder.decode(payload.replace(b'"RATIO"', b"0.1000000000000000000001"))
+    assert isinstance(event, Event) and event.data is not None
+    assert repr(event.amount) == "Decimal('0.10')"  # never the float 0.1
+    assert repr(event.data["ratio"]) == "Decimal('0.1000000000000000000001')"
+    wire = event.to_json()
+    assert b'"ratio":0.1000000000000000000001' in wire  # written as read, not via float
+    assert repr(Event.from_json(wire).data) == repr(event.data)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b'{"source": "x"}',
+        b"not json",
+        Event("s", "i", "t", datetime(2026, 1, 1, tzinfo=UTC), "r").to_json().replace(b"+00", b""),
+        b'{"source":"s","id":"i","type":"t","time":"2026-01-01T00:00:00+00:00","rep_id":"r",'
+        b'"deal_id":null,"amount":"ten","currency":null,"amount_base":null,"splits":null,'
+        b'"data":{}}',
+    ],
+)
+def test_from_json_refuses_garbage(wire: bytes) -> None:
     with pytest.raises(ValueError):
-        Event.from_json(b'{"source": "x"}')
+        Event.from_json(wire)
 
 
 def test_unknown_types_are_kept_but_ignored_unless_strict(
@@ -114,6 +136,10 @@ def _deal(**data: object) -> bytes:
         (raw(cloud_event(source="")), "schema", "source"),
         (raw({k: v for k, v in cloud_event().items() if k != "time"}), "schema", "time"),
         (raw(cloud_event(data=[])), "schema", "data"),
+        (raw(cloud_event(id="", type=5)), "schema", "type"),  # jsonschema's best_match
+        (raw(cloud_event(data={"x": 1})), "schema", "data.deal_id"),
+        (_deal(splits=[{"rep_id": 5, "share": 1}, 7]), "schema", "data.splits[1]"),
+        (b'{"id": "\\ud800"}', "not_json", ""),  # a lone surrogate cannot be written back
         (raw(cloud_event(type="email.sent", data={"x": 1})), "schema", "data.rep_id"),
         (raw(cloud_event(type="email.sent", data={"rep_id": ""})), "schema", "data.rep_id"),
         (
@@ -181,5 +207,24 @@ def test_splits_summing_to_one_only_after_rounding_are_rejected(decoder: Decoder
 
 
 def test_decoding_never_raises_on_odd_json(decoder: Decoder) -> None:
-    for payload in (b"null", b"1", b'"x"', b"{}", b'{"data": {"rep_id": 5}}', b"[" * 5000):
+    deep, huge = b"[" * 5000 + b"]" * 5000, b'{"id": ' + b"9" * 5000 + b"}"
+    for payload in (b"null", b"1", b'"x"', b"{}", b'{"data": {"rep_id": 5}}', b"[" * 5000, deep,
+                    huge, b"\xef\xbb\xbf{}"):  # fmt: skip
         assert isinstance(decoder.decode(payload), Invalid)
+
+
+@pytest.mark.xfail(raises=ArithmeticError, strict=True, reason="known: decode raises here")
+@pytest.mark.parametrize(
+    "payload",
+    [
+        # instants.parse_instant: astimezone(UTC) leaves datetime's range (OverflowError)
+        raw(cloud_event(time="0001-01-01T00:00:00+05:30")),
+        raw(cloud_event(time="9999-12-31T23:59:59-05:00")),
+        # money.Rates.to_base catches InvalidOperation only, not decimal.Overflow
+        _deal(currency="EUR", amount="AMOUNT").replace(b'"AMOUNT"', b"1E999999999"),
+    ],
+)
+def test_decoding_never_raises_at_the_edges_of_time_and_amount(
+    decoder: Decoder, payload: bytes
+) -> None:
+    assert isinstance(decoder.decode(payload), Invalid)
