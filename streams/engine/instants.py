@@ -19,10 +19,9 @@ def parse_instant(text: str) -> datetime | None:
     if not _RFC3339.match(text):
         return None
     try:
-        parsed = datetime.fromisoformat(text.upper())
-    except ValueError:
+        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: the UTC instant is past year 1 or 9999
         return None
-    return parsed.astimezone(UTC)
 
 
 def format_instant(t: datetime) -> str:

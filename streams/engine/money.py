@@ -13,7 +13,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 from streams.engine.errors import Invalid
@@ -114,7 +114,7 @@ class Rates:
             return amount
         try:
             return amount * series.at(at) / self._series[self.base].at(at)
-        except InvalidOperation:
+        except ArithmeticError:  # InvalidOperation, Overflow: too large to convert exactly
             return Invalid("bad_amount", f"amount {amount} cannot be converted", "data.amount")
 
 
