@@ -48,6 +48,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from streams.engine.scopes import SCOPES
+
 # ``*_created`` series double every counter and histogram for no use on these dashboards.
 disable_created_metrics()
 
@@ -55,7 +57,6 @@ REGISTRY: Final = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
-SCOPES: Final = ("rep", "team", "company")
 FIGURES: Final = ("value", "target", "attainment", "expected", "pace", "status")
 STATUS_CODES: Final = {"on_track": 0, "at_risk": 1, "behind": 2}
 QUOTA_LABELS: Final = ("scope", "id", "team", "metric", "period_type")

@@ -113,7 +113,7 @@ class ApiView(View):
             return self.unavailable(f"no worker holds partition {partition} right now")
         try:
             async with aiohttp.ClientSession(timeout=FORWARD_TIMEOUT) as session:
-                url = f"{owner}{request.path}"
+                url = f"{owner}{request.url.path}"
                 async with session.get(url, params=dict(request.query)) as answer:
                     body = await answer.read()
                     return self.bytes(body, status=answer.status, content_type=answer.content_type)

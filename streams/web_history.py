@@ -29,13 +29,12 @@ from streams import history
 from streams.chclient import get_client
 from streams.engine.instants import parse_instant
 from streams.engine.periods import Calendar
+from streams.engine.scopes import COMPANY, SCOPES
 from streams.settings import Settings
 from streams.web import limit_param, metric_param
 
 log = structlog.get_logger(__name__)
 
-SCOPES = ("rep", "team", "company")
-COMPANY_ID = "company"
 ALERTS_LIMIT = 100
 EVENTS_LIMIT = history.REPLAY_PAGE
 EventKey = tuple[datetime, str, str]  # time, source, id: the order of the event history
@@ -104,9 +103,9 @@ def _scope(request: Request, *, required: bool) -> tuple[str | None, str | None]
     if scope not in SCOPES:
         raise ValidationError(f"scope must be rep, team or company, not {scope!r}", field="scope")
     if scope == "company":
-        if scope_id not in (None, COMPANY_ID):
-            raise ValidationError(f"the company's id is {COMPANY_ID!r}", field="id")
-        return scope, COMPANY_ID
+        if scope_id not in (None, COMPANY[1]):
+            raise ValidationError(f"the company's id is {COMPANY[1]!r}", field="id")
+        return scope, COMPANY[1]
     if required and not scope_id:
         raise ValidationError(f"id is required for scope {scope}", field="id")
     return scope, scope_id

@@ -28,7 +28,7 @@ from streams.engine.errors import Invalid
 from streams.engine.instants import parse_instant
 from streams.engine.money import parse_decimal
 from streams.engine.periods import Calendar
-from streams.engine.quotas import SCOPES
+from streams.engine.scopes import SCOPES
 
 Row = TypeVar("Row")
 

@@ -20,8 +20,8 @@ from decimal import Decimal
 
 from streams.engine.periods import Period
 from streams.engine.roster import Roster, as_utc
+from streams.engine.scopes import SCOPES
 
-SCOPES = ("rep", "team", "company")
 _EPSILON = timedelta(microseconds=1)
 
 QuotaKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
