@@ -25,7 +25,7 @@ from streams.engine.periods import Calendar
 from streams.engine.quotas import QuotaBook
 from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, scope_key
-from streams.engine.tally import BucketState, CreditState, Effects, Tally
+from streams.engine.tally import BucketState, CreditState, Effects, Tally, record_doc
 
 FigureKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
 DAY_MS = 86_400_000
@@ -106,7 +106,7 @@ class Engine:
         credits: list[CreditState] = []
         buckets: list[BucketState] = []
         for p, fx in enumerate(effects):
-            self.records[p].update(fx.records)
+            self.records[p].update((k, record_doc(r)) for k, r in fx.records.items())
             credits.extend(fx.credits)
             buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
             changed |= fx.figures

@@ -172,8 +172,8 @@ class Effects:
     """What applying messages asks the shell to do: persist records, send state onward, and
     publish the figures that changed."""
 
-    #: Changelog records to write (key -> document), the partition's own durable state.
-    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Changelog records to write (key -> state, serialised once per batch by ``record_doc``).
+    records: dict[str, Any] = field(default_factory=dict)
     #: Deal credits for reps (sent to the rep's partition).
     credits: list[CreditState] = field(default_factory=list)
     #: (scope, day) whose bucket of this partition must be sent (again).
@@ -215,6 +215,7 @@ class Tally:
         self._out: dict[tuple[Scope, str], Values] = {}
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
         self._labels: dict[str, tuple[str, ...]] = {}
+        self._lineages: dict[str, tuple[Scope, ...]] = {}
         self.stream_ms = 0
         #: Activities seen again within the window (not counted again).
         self.duplicates = 0
@@ -248,8 +249,10 @@ class Tally:
 
     # --- applying --------------------------------------------------------------------------
     def next_batch(self) -> None:
-        """Start a batch: buckets sent from now on carry a newer version."""
+        """Start a batch: buckets sent from now on carry a newer version, and team lineages
+        are looked up afresh (roster changes count from the next batch on)."""
         self.seq += 1
+        self._lineages.clear()
 
     def activity(self, event: Event, arrival_ms: int, fx: Effects) -> None:
         """Count an activity once per idempotency key; a repeat re-sends its buckets."""
@@ -278,7 +281,7 @@ class Tally:
             name = metric.name
             rd.counts[(team, name)] = rd.counts.get((team, name), 0) + 1
             self._add(event.rep_id, team, name, day, Decimal(1), fx)
-        fx.records[_rep_day_key(event.rep_id, day)] = {"r": rd.to_dict()}
+        fx.records[_rep_day_key(event.rep_id, day)] = rd
 
     def deal_event(self, event: Event, fx: Effects) -> None:
         """Merge a deal event into its ledger; (re-)send the deal's credit to every rep it ever
@@ -293,7 +296,7 @@ class Tally:
             state, (set() if deal is None else deal.reps) | now.keys()
         )
         if before != (state, frozenset(deal.reps)):
-            fx.records[_deal_key(deal_id)] = {"d": deal.to_dict()}
+            fx.records[_deal_key(deal_id)] = deal
         stamp = version(state)
         for rep_id in sorted(deal.reps):
             credit = now.get(rep_id)
@@ -354,7 +357,7 @@ class Tally:
                 if rd is None or rd.ids is None or rd.at > cutoff:
                     continue
                 rd.ids = None
-                fx.records[_rep_day_key(*rd_key)] = {"r": rd.to_dict()}
+                fx.records[_rep_day_key(*rd_key)] = rd
                 expired += 1
         return expired
 
@@ -388,7 +391,7 @@ class Tally:
         for label in labels:
             rep_sums[label] = rep_sums.get(label, _ZERO) + amount
         fx.figures.add((rep, metric, day))
-        for scope in lineage(self.roster, team):
+        for scope in self._lineage(team):
             out = self._out.setdefault((scope, day), {})
             out[metric] = out.get(metric, _ZERO) + amount
             fx.buckets.add((scope, day))
@@ -399,7 +402,13 @@ class Tally:
 
     def _resend(self, team: str, day: str, fx: Effects) -> None:
         if day:
-            fx.buckets.update((scope, day) for scope in lineage(self.roster, team))
+            fx.buckets.update((scope, day) for scope in self._lineage(team))
+
+    def _lineage(self, team: str) -> tuple[Scope, ...]:
+        found = self._lineages.get(team)
+        if found is None:
+            found = self._lineages[team] = lineage(self.roster, team)
+        return found
 
     def _observe(self, arrival_ms: int) -> None:
         if arrival_ms > self.stream_ms:
@@ -421,6 +430,17 @@ class Tally:
                 raise ValueError(f"not a day label: {day!r}")
             labels = self._labels[day] = self.calendar.labels_at(period.start)
         return labels
+
+
+def record_doc(record: Any) -> dict[str, Any]:
+    """The changelog document of a record: a rep-day under ``r``, a deal under ``d``; any
+    other record (an alert status) is its own document."""
+    if isinstance(record, RepDay):
+        return {"r": record.to_dict()}
+    if isinstance(record, Deal):
+        return {"d": record.to_dict()}
+    doc: dict[str, Any] = record
+    return doc
 
 
 def _rep_day_key(rep_id: str, day: str) -> str:

@@ -18,7 +18,7 @@ import orjson
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.scopes import scope_key
-from streams.engine.tally import SEP, Effects, Tally
+from streams.engine.tally import SEP, Effects, Tally, record_doc
 from streams.pipeline.kafka import Producer, partition_for
 from streams.settings import Settings
 
@@ -89,17 +89,17 @@ class Outputs:
             )
         return pending
 
-    async def records(self, tally: Tally, records: dict[str, dict[str, Any]]) -> Pending:
+    async def records(self, tally: Tally, records: dict[str, Any]) -> Pending:
         """Changelog records of the tally's partition, stamped with its current version."""
         stamp = [tally.epoch, tally.seq]
         return [
             await self.producer.send(
                 self.topics.changelog,
-                orjson.dumps({"v": stamp, **doc}),
+                orjson.dumps({"v": stamp, **record_doc(record)}),
                 key=key.encode(),
                 partition=tally.partition,
             )
-            for key, doc in records.items()
+            for key, record in records.items()
         ]
 
     async def dead_letter(

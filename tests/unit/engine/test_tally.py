@@ -9,7 +9,7 @@ import pytest
 from streams.engine.catalog import MetricCatalog
 from streams.engine.periods import Calendar
 from streams.engine.roster import Roster
-from streams.engine.tally import BucketState, CreditState, Effects, Tally
+from streams.engine.tally import BucketState, CreditState, Effects, Tally, record_doc
 
 from .conftest import activity, lost, utc, won
 
@@ -59,7 +59,7 @@ def test_ids_past_the_window_are_dropped_and_a_later_copy_counts_again(
     t.activity(activity("c2", "bob", utc(2026, 11, 5, 9)), 3 * DAY_MS, Effects())
     fx = Effects()
     assert t.expire(fx) == 1  # ann's day, last arrival 3 days before the stream time
-    assert fx.records["r\x1fann\x1f2026-11-02"]["r"]["ids"] is None
+    assert record_doc(fx.records["r\x1fann\x1f2026-11-02"])["r"]["ids"] is None
     assert t.sizes()["dedupe_ids"] == 1
     t.activity(activity("c1", "ann", utc(2026, 11, 2, 9)), 3 * DAY_MS, Effects())
     assert t.value(("rep", "ann"), "calls", "2026-11-02") == 2
@@ -104,7 +104,7 @@ def test_restore_from_records_gives_the_same_sums(catalog: MetricCatalog, roster
         fx = Effects()
         t.activity(activity(f"c{i}", "ann", utc(2026, 11, 2 + i % 2, 9)), i, fx)
         t.deal_event(won(f"w{i}", f"D{i}", "ann", utc(2026, 11, 3), "10"), fx)
-        records.update(fx.records)
+        records.update((key, record_doc(record)) for key, record in fx.records.items())
     restored = tally(catalog, roster, epoch=2)
     for key, doc in records.items():
         restored.load(key, doc)  # type: ignore[arg-type]
