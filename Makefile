@@ -19,7 +19,7 @@ DEB_COMMANDS := prometheus prometheus-alertmanager promtool kcat docker-compose 
 DEB_PACKAGES := prometheus prometheus-alertmanager kcat docker-compose default-jre-headless maven
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: venv deps kafka stack-up stack-down stack-status lint test demo bench
+.PHONY: venv deps kafka stack-up stack-down stack-status lint check test demo bench
 
 venv: $(VENV_STAMP)
 
@@ -54,7 +54,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/hadolint Dockerfile
 
+# The edit-test loop: lint, types, unit tests and the in-process agent test.
+check: lint stack-up
+	$(VENV)/bin/mypy streams
+	$(VENV)/bin/pytest -q tests/unit tests/integration/test_in_process.py
+
 test: lint stack-up
+	$(VENV)/bin/mypy streams
 	$(VENV)/bin/pytest -q tests/
 
 # The main job: stack, worker (background, log in var/log/worker-demo.log), synthetic
