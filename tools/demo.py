@@ -147,8 +147,8 @@ class Poller(threading.Thread):
 class DeadLetterCounter:
     """Letters added to the DLQ topic since the demo started.
 
-    Counted by reading them (read_committed): the worker writes them in transactions, whose
-    commit markers take offsets too, so end offsets would overcount.
+    Counted by reading them, not by end offsets: a producer's transaction markers take offsets
+    too, so end offsets could overcount.
     """
 
     def __init__(self, settings: Settings) -> None:

@@ -325,8 +325,8 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
     try:
         worker.start(timeout=min(90.0, budget.remaining()))
         sent = _feed(settings, org, datetime.now(UTC))
-        # Not credits/team-credits: the timer's ticks (every alert_interval) keep moving their
-        # ends; the figures those stages publish are awaited in Prometheus below.
+        # The input only: credits and buckets follow from it; the figures published from them
+        # are awaited in Prometheus below.
         wait_caught_up(
             settings,
             topics=("activity", "events"),
