@@ -21,8 +21,9 @@ unacknowledged, so Faust delivers them again after its seek and the new tally co
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -42,6 +43,24 @@ log = structlog.get_logger(__name__)
 
 #: How often (in batches of a partition) ids past the duplicate window are dropped.
 EXPIRE_EVERY = 64
+
+
+@dataclass
+class Seen:
+    """What a batch counted, for the metrics: exported once per batch, not per event."""
+
+    processed: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
+    #: rep -> event time (epoch seconds) of the latest activity in the batch
+    latest: dict[str, float] = field(default_factory=dict)
+
+    def export(self) -> None:
+        for event_type, n in self.processed.items():
+            metrics.EVENTS_PROCESSED.labels(event_type).inc(n)
+        for event_type, n in self.ignored.items():
+            metrics.EVENTS_IGNORED.labels(metrics.IGNORED_TYPES(event_type)).inc(n)
+        for rep_id, at in self.latest.items():
+            metrics.QUOTAS.record_activity(rep_id, at)
 
 
 class Stage:
@@ -64,6 +83,7 @@ class Stage:
             by_partition[event.message.partition].append(event.message)
         sent: Pending = []
         written: list[tuple[Owned, Effects]] = []
+        seen = Seen()
         for p, messages in sorted(by_partition.items()):
             owned = await self.partitions.get(p)
             if owned is None:
@@ -72,12 +92,13 @@ class Stage:
             tally = owned.tally
             tally.next_batch()
             for message in messages:
-                sent.extend(await self._apply(tally, message, fx))
+                sent.extend(await self._apply(tally, message, fx, seen))
             if tally.seq % EXPIRE_EVERY == 0:
                 tally.expire(fx)
             sent.extend(await self.outputs.effects(tally, fx))
             written.append((owned, fx))
         await settle(sent)
+        seen.export()
         records: Pending = []
         for owned, fx in written:
             records.extend(await self.outputs.records(owned.tally, fx.records))
@@ -89,14 +110,14 @@ class Stage:
             if self.partitions.owned.get(owned.tally.partition) is owned
         }
 
-    async def _apply(self, tally: Tally, message: Any, fx: Effects) -> Pending:
+    async def _apply(self, tally: Tally, message: Any, fx: Effects, seen: Seen) -> Pending:
         """Apply one message; returns the sends it caused directly (dead letter, re-route)."""
         topic = message.topic
         try:
             if topic == self.topics.activity:
-                return await self._input(tally, message, fx)
+                return await self._input(tally, message, fx, seen)
             if topic == self.topics.events:
-                self._event(tally, Event.from_json(message.value), message, fx)
+                self._event(tally, Event.from_json(message.value), message, fx, seen)
             elif topic == self.topics.credits:
                 tally.credit(CreditState.from_dict(orjson.loads(message.value)), fx)
             elif topic == self.topics.buckets:
@@ -114,7 +135,7 @@ class Stage:
             )
         return []
 
-    async def _input(self, tally: Tally, message: Any, fx: Effects) -> Pending:
+    async def _input(self, tally: Tally, message: Any, fx: Effects, seen: Seen) -> Pending:
         raw = message.value if message.value is not None else b""
         decoded = self.rules.decoder.decode(raw)
         if isinstance(decoded, Invalid):
@@ -129,17 +150,19 @@ class Stage:
         if home != message.partition:
             metrics.EVENTS_REROUTED.inc()
             return [await self.outputs.reroute(decoded, home)]
-        self._event(tally, decoded, message, fx)
+        self._event(tally, decoded, message, fx, seen)
         return []
 
-    def _event(self, tally: Tally, event: Event, message: Any, fx: Effects) -> None:
+    def _event(self, tally: Tally, event: Event, message: Any, fx: Effects, seen: Seen) -> None:
+        at = event.time.timestamp()
         if event.type in DEAL_TYPES and event.deal_id is not None:
             tally.deal_event(event, fx)
         elif self.rules.catalog.counts(event.type):
             tally.activity(event, int(message.timestamp * 1000), fx)
-            metrics.QUOTAS.record_activity(event.rep_id, event.time.timestamp())
+            if at > seen.latest.get(event.rep_id, 0.0):
+                seen.latest[event.rep_id] = at
         else:
-            metrics.EVENTS_IGNORED.labels(metrics.IGNORED_TYPES(event.type)).inc()
+            seen.ignored[event.type] += 1
             return
-        metrics.EVENTS_PROCESSED.labels(event.type).inc()
-        metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - event.time.timestamp()))
+        seen.processed[event.type] += 1
+        metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - at))
