@@ -82,6 +82,10 @@ class Partitions:
             task = self._restoring[p] = asyncio.ensure_future(self._restore(p))
         try:
             owned = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():  # the restore was abandoned: the partition went elsewhere
+                return None
+            raise
         finally:
             if task.done() and self._restoring.get(p) is task:
                 del self._restoring[p]
