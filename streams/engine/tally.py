@@ -10,11 +10,13 @@ buckets by scope. Partition ``p`` holds
   credited;
 * **deal credits** ``(rep, deal)``: what a deal gives a rep, versioned by the deal's ledger
   version (derived from the events, so any order of the same events ends the same);
-* **team buckets** ``(scope, origin partition, day)``: what partition ``origin`` adds to a
-  team or the company on that day, versioned by ``(origin epoch, batch sequence)``.
+* **team buckets** ``(scope, origin partition, month)``: what partition ``origin`` adds to a
+  team or the company on each day of that month, versioned by ``(origin epoch, batch
+  sequence)``. A month per message keeps the messages few when a batch spans many days (a
+  backfill) and small enough to carry the whole month's state.
 
 Between partitions only *state* travels: a deal's current credit to a rep, a partition's
-current bucket for a scope and day. A receiver keeps the newest version per key, so a message
+current buckets for a scope and month. A receiver keeps the newest version per key, so a message
 applied twice, late or out of order changes nothing. Period figures are sums of day buckets
 (kept per label as the buckets change). Nothing here does I/O; ``streams.pipeline`` moves the
 messages and persists the records.
@@ -45,7 +47,7 @@ _DAY_MS = 86_400_000
 
 Values = dict[str, Decimal]  # metric -> amount
 Version = tuple[Any, ...]
-#: A team bucket's key: (team or company scope, origin partition, day label).
+#: A team bucket's key: (team or company scope, origin partition, month of its days).
 BucketKey = tuple[Scope, int, str]
 
 
@@ -82,25 +84,28 @@ class CreditState:
 
 @dataclass(frozen=True, slots=True)
 class BucketState:
-    """Partition ``origin``'s current total for scope ``scope`` on ``day``."""
+    """Partition ``origin``'s current totals for scope ``scope`` on each day of ``month``."""
 
     scope: Scope
     origin: int
-    day: str
+    month: str
     version: tuple[int, int]
-    values: Values
+    days: dict[str, Values]
 
     @property
     def key(self) -> BucketKey:
-        return (self.scope, self.origin, self.day)
+        return (self.scope, self.origin, self.month)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "scope": list(self.scope),
             "origin": self.origin,
-            "day": self.day,
+            "month": self.month,
             "v": list(self.version),
-            "values": {m: decimal_text(a) for m, a in self.values.items()},
+            "days": {
+                day: {m: decimal_text(a) for m, a in values.items()}
+                for day, values in self.days.items()
+            },
         }
 
     @classmethod
@@ -110,9 +115,12 @@ class BucketState:
         return cls(
             (kind, scope_id),
             int(doc["origin"]),
-            doc["day"],
+            doc["month"],
             (int(e), int(s)),
-            {m: Decimal(a) for m, a in doc["values"].items()},
+            {
+                day: {m: Decimal(a) for m, a in values.items()}
+                for day, values in doc["days"].items()
+            },
         )
 
 
@@ -176,7 +184,7 @@ class Effects:
     records: dict[str, Any] = field(default_factory=dict)
     #: Deal credits for reps (sent to the rep's partition).
     credits: list[CreditState] = field(default_factory=list)
-    #: (scope, day) whose bucket of this partition must be sent (again).
+    #: (scope, month) whose buckets of this partition must be sent (again).
     buckets: set[tuple[Scope, str]] = field(default_factory=set)
     #: (scope, metric, day) whose figures may have changed.
     figures: set[tuple[Scope, str, str]] = field(default_factory=set)
@@ -212,7 +220,7 @@ class Tally:
         #: Derived (rebuilt on restore): sums per scope → metric → period label; this
         #: partition's outgoing bucket per (team or company scope, day); rep-days by arrival day.
         self._sums: dict[Scope, dict[str, dict[str, Decimal]]] = {}
-        self._out: dict[tuple[Scope, str], Values] = {}
+        self._out: dict[tuple[Scope, str], dict[str, Values]] = {}  # (scope, month) -> day
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
         self._labels: dict[str, tuple[str, ...]] = {}
         self._lineages: dict[str, tuple[Scope, ...]] = {}
@@ -231,10 +239,11 @@ class Tally:
     def labels(self, scope: Scope, metric: str) -> set[str]:
         return set(self._sums.get(scope, {}).get(metric, {}))
 
-    def out_bucket(self, scope: Scope, day: str) -> BucketState:
-        """This partition's current bucket for a scope and day, at the current version."""
-        values = self._out.get((scope, day), {})
-        return BucketState(scope, self.partition, day, (self.epoch, self.seq), dict(values))
+    def out_bucket(self, scope: Scope, month: str) -> BucketState:
+        """This partition's current buckets for a scope and month, at the current version."""
+        days = self._out.get((scope, month), {})
+        state = {day: dict(values) for day, values in days.items()}
+        return BucketState(scope, self.partition, month, (self.epoch, self.seq), state)
 
     def sizes(self) -> dict[str, int]:
         """Entry counts of each part of the state (the duplicate window's ids separately)."""
@@ -244,7 +253,7 @@ class Tally:
             "deals": len(self.deals),
             "deal_credits": len(self.credits),
             "team_buckets": len(self.buckets),
-            "out_buckets": len(self._out),
+            "out_buckets": sum(len(days) for days in self._out.values()),
         }
 
     # --- applying --------------------------------------------------------------------------
@@ -328,23 +337,26 @@ class Tally:
             self._add(msg.rep_id, team, metric, day, amount, fx)
 
     def bucket(self, msg: BucketState, fx: Effects) -> None:
-        """Keep the newest bucket per (scope, origin, day) and sum it into the scope."""
+        """Keep the newest buckets per (scope, origin, month) and sum them into the scope."""
         old = self.buckets.get(msg.key)
         if old is not None and not msg.version > old.version:
             return
         self.buckets[msg.key] = msg
-        labels = self.labels_of_day(msg.day)
         sums = self._sums.setdefault(msg.scope, {})
-        for metric in set(msg.values) | (set(old.values) if old else set()):
-            delta = msg.values.get(metric, _ZERO) - (
-                old.values.get(metric, _ZERO) if old else _ZERO
-            )
-            if delta or metric not in sums:
-                by_label = sums.setdefault(metric, {})
-                for label in labels:
-                    by_label[label] = by_label.get(label, _ZERO) + delta
-            if delta:
-                fx.figures.add((msg.scope, metric, msg.day))
+        before = old.days if old is not None else {}
+        for day in msg.days.keys() | before.keys():
+            new, was = msg.days.get(day, {}), before.get(day, {})
+            if new == was:
+                continue
+            labels = self.labels_of_day(day)
+            for metric in new.keys() | was.keys():
+                delta = new.get(metric, _ZERO) - was.get(metric, _ZERO)
+                if delta or metric not in sums:
+                    by_label = sums.setdefault(metric, {})
+                    for label in labels:
+                        by_label[label] = by_label.get(label, _ZERO) + delta
+                if delta:
+                    fx.figures.add((msg.scope, metric, day))
 
     def expire(self, fx: Effects) -> int:
         """Drop the ids of rep-days whose latest arrival is older than the window (by stream
@@ -391,10 +403,11 @@ class Tally:
         for label in labels:
             rep_sums[label] = rep_sums.get(label, _ZERO) + amount
         fx.figures.add((rep, metric, day))
+        month = day[:7]  # day labels are YYYY-MM-DD, in every calendar
         for scope in self._lineage(team):
-            out = self._out.setdefault((scope, day), {})
+            out = self._out.setdefault((scope, month), {}).setdefault(day, {})
             out[metric] = out.get(metric, _ZERO) + amount
-            fx.buckets.add((scope, day))
+            fx.buckets.add((scope, month))
 
     def _resend_rep_day(self, day: str, rd: RepDay, fx: Effects) -> None:
         for team in {team for team, _ in rd.counts}:
@@ -402,7 +415,7 @@ class Tally:
 
     def _resend(self, team: str, day: str, fx: Effects) -> None:
         if day:
-            fx.buckets.update((scope, day) for scope in self._lineage(team))
+            fx.buckets.update((scope, day[:7]) for scope in self._lineage(team))
 
     def _lineage(self, team: str) -> tuple[Scope, ...]:
         found = self._lineages.get(team)

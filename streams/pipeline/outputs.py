@@ -1,7 +1,7 @@
 """Where a partition's effects go: deal credits, buckets, changelog records, dead letters.
 
 Every key is chosen so that a compacted topic keeps exactly the state it stands for: a credit
-per (rep, deal) in the rep's partition, a bucket per (scope, origin partition, day) in the
+per (rep, deal) in the rep's partition, a bucket per (scope, origin partition, month) in the
 scope's partition, a changelog record per state key in the tally's own partition. Values carry
 versions, so whatever a topic holds twice or out of order, readers keep the newest.
 """
@@ -77,13 +77,13 @@ class Outputs:
                     partition=self.partition_of(credit.rep_id),
                 )
             )
-        for scope, day in sorted(fx.buckets):
+        for scope, month in sorted(fx.buckets):
             key = scope_key(scope)
             pending.append(
                 await send(
                     self.topics.buckets,
-                    orjson.dumps(tally.out_bucket(scope, day).to_dict()),
-                    key=f"{key}{SEP}{tally.partition}{SEP}{day}".encode(),
+                    orjson.dumps(tally.out_bucket(scope, month).to_dict()),
+                    key=f"{key}{SEP}{tally.partition}{SEP}{month}".encode(),
                     partition=self.partition_of(key),
                 )
             )

@@ -6,7 +6,7 @@ topic to the same worker, which holds tally ``p``)::
     spm.activity ─┐ (any key)          ┌─> spm.activity.dlq   rejected, original bytes + reason
     spm.events ───┤ (re-routed events) ├─> spm.events         events in the wrong partition
     spm.credits ──┼──> tally p ────────┼─> spm.credits        deal credit per (rep, deal)
-    spm.buckets ──┘                    ├─> spm.buckets        bucket per (scope, origin p, day)
+    spm.buckets ──┘                    ├─> spm.buckets        buckets per (scope, origin p, month)
                                        ├─> spm.tally-changelog  rep-days, deals, statuses of p
                                        └─> spm.progress, spm.alerts, /metrics
     spm.quotas, spm.roster (compacted) ─> every worker's reference mirror

@@ -38,9 +38,9 @@ def test_a_copy_within_the_window_is_not_counted_but_resends_its_buckets(
     t.activity(activity("c1", "ann", utc(2026, 11, 2, 9)), 1_000, fx)
     assert t.value(("rep", "ann"), "calls", "2026-11") == 1
     assert fx.buckets == {
-        (("team", "dach"), "2026-11-02"),
-        (("team", "emea"), "2026-11-02"),
-        (("company", "company"), "2026-11-02"),
+        (("team", "dach"), "2026-11"),
+        (("team", "emea"), "2026-11"),
+        (("company", "company"), "2026-11"),
     }
     assert list(fx.records) == ["r\x1fann\x1f2026-11-02"]
     again = Effects()
@@ -48,7 +48,7 @@ def test_a_copy_within_the_window_is_not_counted_but_resends_its_buckets(
     assert t.value(("rep", "ann"), "calls", "2026-11") == 1
     assert t.duplicates == 1
     assert again.buckets == fx.buckets and not again.records and not again.figures
-    assert t.out_bucket(("team", "emea"), "2026-11-02").values == {"calls": 1}
+    assert t.out_bucket(("team", "emea"), "2026-11").days == {"2026-11-02": {"calls": 1}}
 
 
 def test_ids_past_the_window_are_dropped_and_a_later_copy_counts_again(
@@ -85,16 +85,21 @@ def test_credits_keep_the_newest_version_in_any_order(
     assert reps.value(("rep", "ann"), "deals_won", "2026") == 1
 
 
-def test_buckets_keep_the_newest_version_per_origin(catalog: MetricCatalog, roster: Roster) -> None:
+def test_buckets_keep_the_newest_version_per_origin_and_month(
+    catalog: MetricCatalog, roster: Roster
+) -> None:
     t = tally(catalog, roster)
     team = ("team", "dach")
-    newer = BucketState(team, 3, "2026-11-02", (2, 1), {"calls": D(5)})
-    older = BucketState(team, 3, "2026-11-02", (1, 9), {"calls": D(7)})
-    other = BucketState(team, 1, "2026-11-02", (1, 1), {"calls": D(1)})
-    for bucket in (newer, older, other, newer):
+    newer = BucketState(team, 3, "2026-11", (2, 1), {"2026-11-02": {"calls": D(5)}})
+    older = BucketState(
+        team, 3, "2026-11", (1, 9), {"2026-11-02": {"calls": D(7)}, "2026-11-20": {"calls": D(2)}}
+    )
+    other = BucketState(team, 1, "2026-11", (1, 1), {"2026-11-02": {"calls": D(1)}})
+    for bucket in (older, newer, other, older, newer):
         t.bucket(BucketState.from_dict(bucket.to_dict()), Effects())
-    assert t.value(team, "calls", "2026-11") == 6
+    assert t.value(team, "calls", "2026-11") == 6  # the newer state has no 20th any more
     assert t.value(team, "calls", "2026-W45") == 6
+    assert t.value(team, "calls", "2026-11-20") == 0
 
 
 def test_restore_from_records_gives_the_same_sums(catalog: MetricCatalog, roster: Roster) -> None:
@@ -112,7 +117,8 @@ def test_restore_from_records_gives_the_same_sums(catalog: MetricCatalog, roster
     assert restored.deals == t.deals
     fx = Effects()
     restored.resend_all(fx)
-    bucket = restored.out_bucket(("company", "company"), "2026-11-02")
-    assert bucket.values == {"calls": D(3)} and bucket.version[0] == 2
+    bucket = restored.out_bucket(("company", "company"), "2026-11")
+    assert bucket.days == {"2026-11-02": {"calls": D(3)}, "2026-11-03": {"calls": D(2)}}
+    assert bucket.version[0] == 2
     scopes = [("team", "dach"), ("team", "emea"), ("company", "company")]
-    assert fx.buckets == {(s, d) for s in scopes for d in ("2026-11-02", "2026-11-03")}
+    assert fx.buckets == {(s, "2026-11") for s in scopes}
