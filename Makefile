@@ -72,4 +72,4 @@ demo: stack-up
 	  $(DEMO) run --duration $(DURATION)
 
 bench: stack-up
-	shopt -s nullglob; for script in bench/*.py; do $(PY) "$$script" --duration $(DURATION); done
+	shopt -s nullglob; for script in bench/*.py; do PYTHONPATH=. $(PY) "$$script" --duration $(DURATION); done
