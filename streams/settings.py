@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     strict_types: bool = Field(False, description="Reject event types no metric counts.")
     alert_interval: float = Field(60.0, description="Seconds between timer re-evaluations.")
     publish_interval: float = Field(
-        1.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
+        5.0, description="Seconds a scope's progress/alert evaluation is coalesced over."
     )
     commit_interval: float = Field(1.0, description="Seconds between offset commits.")
     session_timeout: float = Field(

@@ -27,6 +27,7 @@ def attach(app: faust.App, runtime: Runtime) -> None:
 
     def forget(dropped: set[int]) -> None:
         if dropped:
+            runtime.publisher.forget(dropped)
             metrics.QUOTAS.forget_where(
                 lambda scope, scope_id: runtime.views.partition_of((scope, scope_id)) in dropped
             )

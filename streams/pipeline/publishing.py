@@ -9,6 +9,7 @@ repeats nor loses a transition.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,6 +38,13 @@ class Publisher:
         self.outputs = outputs
         #: partition -> scope -> changed (metric, day)
         self.pending: dict[int, dict[Scope, set[tuple[str, str]]]] = {}
+        #: Scopes whose every current figure was exported once (later flushes export only
+        #: what changed; the tick exports everything).
+        self.exported: set[Scope] = set()
+
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions went elsewhere: export their scopes in full should they come back."""
+        self.exported = {s for s in self.exported if self.views.partition_of(s) not in partitions}
 
     def note(self, owned: Owned, changed: set[tuple[Scope, str, str]]) -> None:
         scopes = self.pending.setdefault(owned.tally.partition, {})
@@ -58,7 +66,13 @@ class Publisher:
             statuses: dict[str, dict[str, Any]] = {}
             for scope, changed in sorted(scopes.items()):
                 sent.extend(await self._progress(owned, scope, changed, now))
-                sent.extend(await self._current(owned, scope, current, now, statuses))
+                if scope in self.exported:
+                    touched = _in_periods(owned, changed, current)
+                else:
+                    touched = self._every(current)
+                    self.exported.add(scope)
+                sent.extend(await self._current(owned, scope, touched, now, statuses))
+                await asyncio.sleep(0)  # let the agent run between scopes
             await settle(sent)
             await settle(await self.outputs.records(owned.tally, statuses))
 
@@ -75,10 +89,15 @@ class Publisher:
                 continue
             sent: Pending = []
             statuses: dict[str, dict[str, Any]] = {}
+            every = self._every(current)
             for scope in sorted(scopes):
-                sent.extend(await self._current(owned, scope, current, now, statuses))
+                sent.extend(await self._current(owned, scope, every, now, statuses))
+                await asyncio.sleep(0)
             await settle(sent)
             await settle(await self.outputs.records(owned.tally, statuses))
+
+    def _every(self, current: tuple[Period, ...]) -> list[tuple[Period, str]]:
+        return [(period, metric) for period in current for metric in self.views.catalog.names]
 
     async def _progress(
         self, owned: Owned, scope: Scope, changed: set[tuple[str, str]], now: datetime
@@ -115,30 +134,29 @@ class Publisher:
         self,
         owned: Owned,
         scope: Scope,
-        current: tuple[Period, ...],
+        figures: list[tuple[Period, str]],
         now: datetime,
         statuses: dict[str, dict[str, Any]],
     ) -> Pending:
-        """Gauges of the current periods, and an alert for each status transition."""
+        """Gauges of current (period, metric) figures, and an alert per status transition."""
         kind, scope_id = scope
         roster = self.reference.roster
         team = roster.team_at(scope_id, now) if kind == "rep" else None
         if kind == "rep":
             metrics.QUOTAS.set_rep_info(scope_id, roster.rep_name(scope_id) or scope_id, team or "")
         sent: Pending = []
-        for period in current:
-            for metric in self.views.catalog.names:
-                f = self.views.figures(scope, metric, period, now)
-                metrics.QUOTAS.publish(kind, scope_id, metric, period.type, f.to_dict(), team)
-                alert = self._transition(owned, scope, team, metric, period.label, f, now, statuses)
-                if alert is not None:
-                    sent.append(
-                        await self.outputs.producer.send(
-                            self.outputs.topics.alerts,
-                            orjson.dumps(alert),
-                            key=f"{kind}:{scope_id}".encode(),
-                        )
+        for period, metric in figures:
+            f = self.views.figures(scope, metric, period, now)
+            metrics.QUOTAS.publish(kind, scope_id, metric, period.type, f.to_dict(), team)
+            alert = self._transition(owned, scope, team, metric, period.label, f, now, statuses)
+            if alert is not None:
+                sent.append(
+                    await self.outputs.producer.send(
+                        self.outputs.topics.alerts,
+                        orjson.dumps(alert),
+                        key=f"{kind}:{scope_id}".encode(),
                     )
+                )
         return sent
 
     def _transition(
@@ -179,3 +197,21 @@ class Publisher:
             **{k: figures[k] for k in ("value", "target", "pace", "gap")},
             "at": now.isoformat(),
         }
+
+
+def _in_periods(
+    owned: Owned, changed: set[tuple[str, str]], current: tuple[Period, ...]
+) -> list[tuple[Period, str]]:
+    """The current (period, metric) figures that changed days fall in: a backfill of past days
+    leaves the current gauges and statuses alone (the tick re-evaluates them all anyway)."""
+    labels_of_day = owned.tally.labels_of_day
+    hit = {(label, metric) for metric, day in changed for label in labels_of_day(day)}
+    return sorted(
+        (
+            (period, metric)
+            for period in current
+            for metric in {m for m, _ in changed}
+            if (period.label, metric) in hit
+        ),
+        key=lambda pm: (pm[0].label, pm[1]),
+    )
