@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     session_timeout: float = Field(
         10.0, description="Seconds without heartbeat before a worker's partitions move on."
     )
-    batch_size: int = Field(2000, description="Messages the agent folds per batch.")
+    batch_size: int = Field(5000, description="Messages the agent folds per batch.")
     batch_within: float = Field(0.1, description="Seconds the agent waits to fill a batch.")
     dedupe_window_days: int = Field(
         30, ge=1, description="Days (by arrival) an activity id is remembered for duplicates."
