@@ -24,6 +24,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from streams.engine.catalog import MetricCatalog
 from streams.engine.engine import Engine
 from streams.engine.events import Decoder, Event
@@ -111,6 +113,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds per phase at most")
     parser.add_argument("--tz", default="Europe/Berlin", help="organisation time zone")
     parser.add_argument("--batch", type=int, default=2000, help="events per batch")
+    parser.add_argument(
+        "--state-events", type=int, default=0, help="also report the state after this many"
+    )
     args = parser.parse_args()
 
     calendar = Calendar(args.tz)
@@ -146,6 +151,46 @@ def main() -> None:
     some = batched(raws[: args.decode_events], args.batch)
     run("decode + apply (bytes)", some, decode_apply, args.duration)
     run("decode only", some, decode, args.duration)
+    if args.state_events:
+        report_state(args.state_events, args.batch, decoder, args.tz)
+
+
+def report_state(count: int, batch: int, decoder: Decoder, tz: str) -> None:
+    """The tallies' state after ``count`` events, per part: entries and the bytes of its JSON
+    as the changelog and the compacted topics hold it. Only the duplicate window's ids grow
+    with the number of events."""
+    engine = build_engine(Calendar(tz))
+    for chunk in range(0, count, 100_000):
+        docs = cloud_events(min(100_000, count - chunk), seed=chunk)
+        for doc in docs:  # distinct ids per chunk
+            doc["id"] = f"{doc['id']}-{chunk}"
+        decoded = [decoder.decode(json.dumps(d).encode()) for d in docs]
+        events = [(e, 0) for e in decoded if isinstance(e, Event)]
+        for part in batched(events, batch):
+            engine.apply_batch(part)
+    parts: dict[str, dict[str, int]] = {}
+
+    def add(name: str, entries: int, size: int) -> None:
+        held = parts.setdefault(name, {"entries": 0, "bytes": 0})
+        held["entries"] += entries
+        held["bytes"] += size
+
+    for tally in engine.tallies:
+        for rd in tally.rep_days.values():
+            doc = rd.to_dict()
+            ids = len(orjson.dumps(doc["ids"])) if doc["ids"] else 0
+            add("rep_days", 1, len(orjson.dumps(doc)) - ids)
+            add("dedupe_ids", len(rd.ids or ()), ids)
+        for deal in tally.deals.values():
+            add("deals", 1, len(orjson.dumps(deal.to_dict())))
+        for (rep, deal_id), credit in tally.credits.items():
+            doc = {"rep": rep, "deal": deal_id, "v": credit.version, "day": credit.day,
+                   "values": {m: str(a) for m, a in credit.values.items()}}  # fmt: skip
+            add("deal_credits", 1, len(orjson.dumps(doc)))
+        for bucket in tally.buckets.values():
+            add("team_buckets", len(bucket.days), len(orjson.dumps(bucket.to_dict())))
+    total = sum(p["bytes"] for p in parts.values())
+    print(json.dumps({"state_events": count, "state_mb": round(total / 2**20, 1), "parts": parts}))
 
 
 if __name__ == "__main__":
