@@ -56,43 +56,36 @@ class Publisher:
         pending, self.pending = self.pending, {}
         for part, entries in self.views.partitions.state_report()["entries"].items():
             metrics.TABLE_KEYS.labels(part).set(entries)
-        now = datetime.now(UTC)
-        current = self.views.current_periods(now)
-        for p, scopes in sorted(pending.items()):
-            owned = self.views.partitions.owned.get(p)
-            if owned is None:
-                continue
-            sent: Pending = []
-            statuses: dict[str, dict[str, Any]] = {}
-            for scope, changed in sorted(scopes.items()):
-                sent.extend(await self._progress(owned, scope, changed, now))
-                if scope in self.exported:
-                    touched = _in_periods(owned, changed, current)
-                else:
-                    touched = self._every(current)
-                    self.exported.add(scope)
-                sent.extend(await self._current(owned, scope, touched, now, statuses))
-                await asyncio.sleep(0)  # let the agent run between scopes
-            await settle(sent)
-            await settle(await self.outputs.records(owned.tally, statuses))
+        await self._publish({p: list(scopes.items()) for p, scopes in pending.items()})
 
     async def tick(self) -> None:
         """Re-evaluate the current periods of every owned scope (pace moves with time)."""
+        work: dict[int, list[tuple[Scope, set[tuple[str, str]] | None]]] = {}
+        for scope in self.views.scopes():
+            work.setdefault(self.views.partition_of(scope), []).append((scope, None))
+        await self._publish(work)
+
+    async def _publish(self, work: dict[int, list[tuple[Scope, Any]]]) -> None:
+        """Per owned partition: progress records of the changed (metric, day)s, gauges and
+        alerts of current figures — all of them on a tick (``None``) or a scope's first time."""
         now = datetime.now(UTC)
         current = self.views.current_periods(now)
-        by_partition: dict[int, list[Scope]] = {}
-        for scope in self.views.scopes():
-            by_partition.setdefault(self.views.partition_of(scope), []).append(scope)
-        for p, scopes in sorted(by_partition.items()):
+        for p, items in sorted(work.items()):
             owned = self.views.partitions.owned.get(p)
             if owned is None:
                 continue
             sent: Pending = []
             statuses: dict[str, dict[str, Any]] = {}
-            every = self._every(current)
-            for scope in sorted(scopes):
-                sent.extend(await self._current(owned, scope, every, now, statuses))
-                await asyncio.sleep(0)
+            for scope, changed in sorted(items, key=lambda item: item[0]):
+                if changed is None or scope not in self.exported:
+                    figures = self._every(current)
+                    self.exported.add(scope)
+                else:
+                    figures = _in_periods(owned, changed, current)
+                if changed:
+                    sent.extend(await self._progress(owned, scope, changed, now))
+                sent.extend(await self._current(owned, scope, figures, now, statuses))
+                await asyncio.sleep(0)  # let the agent run between scopes
             await settle(sent)
             await settle(await self.outputs.records(owned.tally, statuses))
 

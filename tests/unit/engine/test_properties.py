@@ -141,6 +141,18 @@ def test_engine_equals_recompute(world: tuple[Engine, list[Event], datetime]) ->
     _assert_matches_recompute(*world)
 
 
+def _same_world(engine: Engine) -> Engine:
+    """An empty engine with the same rules, roster and quotas."""
+    return Engine(
+        engine.calendar,
+        engine.catalog,
+        engine.rates,
+        engine.thresholds,
+        roster=engine.roster,
+        quotas=engine.quotas,
+    )
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), st.randoms(use_true_random=False))
 def test_arrival_order_never_matters_without_key_conflicts(
@@ -150,14 +162,7 @@ def test_arrival_order_never_matters_without_key_conflicts(
     unique = list({e.key: e for e in stream}.values())
     shuffled = list(unique)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    twin = Engine(
-        engine.calendar,
-        engine.catalog,
-        engine.rates,
-        engine.thresholds,
-        roster=engine.roster,
-        quotas=engine.quotas,
-    )
+    twin = _same_world(engine)
     for event in unique:
         engine.apply(event)
     for event in shuffled:
@@ -166,14 +171,7 @@ def test_arrival_order_never_matters_without_key_conflicts(
     assert {k: engine.value(*k) for k in keys} == {k: twin.value(*k) for k in keys}
     deals = {d: t.deals[d].state for t in engine.tallies for d in t.deals}
     assert deals == {d: t.deals[d].state for t in twin.tallies for d in t.deals}
-    fresh = Engine(
-        engine.calendar,
-        engine.catalog,
-        engine.rates,
-        engine.thresholds,
-        roster=engine.roster,
-        quotas=engine.quotas,
-    )
+    fresh = _same_world(engine)
     _assert_matches_recompute(fresh, shuffled, as_of)
 
 
