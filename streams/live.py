@@ -62,6 +62,8 @@ class LiveViews:
         self.reference = reference
         self.partitions = partitions
         self.partition_count = partition_count
+        self._expected_at: datetime | None = None
+        self._expected_by_label: dict[str, Decimal] = {}
 
     def partition_of(self, scope: Scope) -> int:
         return partition_for(scope_key(scope), self.partition_count)
@@ -83,7 +85,17 @@ class LiveViews:
             scope[0], scope[1], metric, period, as_of, self.reference.roster
         )
         value = tally.value(scope, metric, period.label)
-        return figures(value, target, self.calendar.expected(period, as_of), self.thresholds)
+        return figures(value, target, self._expected(period, as_of), self.thresholds)
+
+    def _expected(self, period: Period, as_of: datetime) -> Decimal:
+        """``calendar.expected``, remembered for the last ``as_of`` (a flush evaluates many
+        scopes' figures of the same periods at one instant)."""
+        if self._expected_at != as_of:
+            self._expected_at, self._expected_by_label = as_of, {}
+        found = self._expected_by_label.get(period.label)
+        if found is None:
+            found = self._expected_by_label[period.label] = self.calendar.expected(period, as_of)
+        return found
 
     def progress(self, scope: Scope, period: Period, as_of: datetime) -> Progress:
         return Progress(

@@ -84,6 +84,8 @@ class QuotaBook:
         by_start = self._targets.get((scope, scope_id, metric, period.label))
         if not by_start:
             return None
+        if len(by_start) == 1:  # the common case: one target, in force whatever ``as_of``
+            return next(iter(by_start.values()))
         ordered = sorted(
             by_start.items(),
             key=lambda kv: (period.start if kv[0] is None else kv[0], kv[0] is not None),
