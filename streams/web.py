@@ -1,8 +1,9 @@
 """The worker's HTTP API (Faust web server): live progress, leaderboard, health, metrics.
 
-Any worker answers: progress requests are routed to the worker owning the scope's partition
-(``app.router.route_topic_req``). Bad parameters get a 4xx JSON body ``{"error": ..., "field":
-...}``; a scope this worker should hold but has not restored yet gets 503 with Retry-After.
+Any worker answers: progress requests are forwarded to the worker holding the scope's
+partition (the URL Faust's assignor publishes for it). Bad parameters get a 4xx JSON body
+``{"error": ..., "field": ...}``; a scope no worker holds or has restored yet gets 503 with
+Retry-After.
 Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 """
 

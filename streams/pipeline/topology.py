@@ -54,8 +54,6 @@ class Runtime:
     views: LiveViews
     publisher: Publisher
     stage: Stage
-    #: The topic requests are routed by (every topic has the same partitioning).
-    route_topic: Any = None
 
 
 def build(app: faust.App, settings: Settings) -> Runtime:
@@ -83,7 +81,6 @@ def build(app: faust.App, settings: Settings) -> Runtime:
         views,
         publisher,
         stage,
-        route_topic=app.topic(topics.activity),
     )
     app.service(mirror)  # type: ignore[arg-type]  # Faust types it for classes; instances work
     app.service(producer)  # type: ignore[arg-type]
