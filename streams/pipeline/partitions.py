@@ -10,11 +10,13 @@ owner sends supersedes what an earlier one sent) and sends every bucket again un
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import structlog
+from aiokafka import ConsumerRecord
 
 from streams.engine.tally import BucketState, CreditState, Effects, Tally
 from streams.pipeline.kafka import read_partition
@@ -28,6 +30,7 @@ log = structlog.get_logger(__name__)
 EPOCH_KEY = "e"
 STATUS_KIND = "s"
 _DAY_MS = 86_400_000
+T = TypeVar("T")
 
 
 @dataclass
@@ -106,26 +109,21 @@ class Partitions:
         )
         owned = Owned(tally)
         newest: dict[str, dict[str, Any]] = {}
-        async for records in read_partition(self.settings, topics.changelog, p):
-            for record in records:
-                doc = orjson.loads(record.value)
-                key = record.key.decode()
-                held = newest.get(key)
-                if held is None or doc["v"] >= held["v"]:
-                    newest[key] = doc
+        async for key, doc in self._read(topics.changelog, p, _changelog_record):
+            held = newest.get(key)
+            if held is None or doc["v"] >= held["v"]:
+                newest[key] = doc
         epoch = max((doc["v"][0] for doc in newest.values()), default=0)
         for key, doc in newest.items():
             if key.startswith(STATUS_KIND):
                 owned.statuses[key[2:]] = doc[STATUS_KIND]
             elif key != EPOCH_KEY:
-                tally.load(key, doc)
+                _guarded(tally.load, key, doc)
         sink = Effects()
-        async for records in read_partition(self.settings, topics.credits, p):
-            for record in records:
-                tally.credit(CreditState.from_dict(orjson.loads(record.value)), sink)
-        async for records in read_partition(self.settings, topics.buckets, p):
-            for record in records:
-                tally.bucket(BucketState.from_dict(orjson.loads(record.value)), sink)
+        async for credit in self._read(topics.credits, p, _parser(CreditState.from_dict)):
+            tally.credit(credit, sink)
+        async for bucket in self._read(topics.buckets, p, _parser(BucketState.from_dict)):
+            tally.bucket(bucket, sink)
         tally.epoch = epoch + 1
         await settle(await self.outputs.records(tally, {EPOCH_KEY: {}}))
         tally.next_batch()
@@ -141,6 +139,23 @@ class Partitions:
         )
         return owned
 
+    async def _read(
+        self, topic: str, p: int, parse: Callable[[ConsumerRecord], T]
+    ) -> AsyncIterator[T]:
+        """Every record of a partition that parses; a malformed one (not ours, or of an older
+        format) is skipped and counted: the new epoch's re-sent state supersedes it anyway."""
+        skipped = 0
+        async for records in read_partition(self.settings, topic, p):
+            for record in records:
+                try:
+                    parsed = parse(record)
+                except MALFORMED:
+                    skipped += 1
+                    continue
+                yield parsed
+        if skipped:
+            log.error("malformed records skipped on restore", topic=topic, partition=p, n=skipped)
+
     async def restore_assigned(self) -> None:
         """Restore every assigned partition now (health turns ok without waiting for input)."""
         for p in sorted(self.assigned):
@@ -154,3 +169,26 @@ class Partitions:
                 parts[name] = parts.get(name, 0) + n
             parts["alert_statuses"] = parts.get("alert_statuses", 0) + len(owned.statuses)
         return {"partitions": sorted(self.owned), "entries": parts}
+
+
+#: What a malformed internal record raises when parsed.
+MALFORMED = (ValueError, KeyError, TypeError, ArithmeticError, IndexError)
+
+
+def _changelog_record(record: ConsumerRecord) -> tuple[str, dict[str, Any]]:
+    doc = orjson.loads(record.value)
+    epoch, seq = doc["v"]
+    doc["v"] = [int(epoch), int(seq)]
+    return record.key.decode(), doc
+
+
+def _parser(from_dict: Callable[[dict[str, Any]], T]) -> Callable[[ConsumerRecord], T]:
+    return lambda record: from_dict(orjson.loads(record.value))
+
+
+def _guarded(load: Callable[[str, dict[str, Any]], None], key: str, doc: dict[str, Any]) -> None:
+    """Load one changelog record; a malformed one is logged and left out."""
+    try:
+        load(key, doc)
+    except MALFORMED as exc:
+        log.error("malformed changelog record skipped", key=key, error=repr(exc))

@@ -4,7 +4,8 @@
 (no subprocess, no web server needed), feeds the generated scenario — half keyed as the
 producer keys events, half unkeyed — and reads figures from the app's live views. A second
 app with the same id then restores every partition from Kafka alone (changelog, credits,
-buckets) and must hold exactly the same figures: what a new owner sees after a crash.
+buckets) and must hold exactly the same figures: what a new owner sees after a crash. Records
+of those topics that no tally wrote are planted first: restoring skips them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from kafka import KafkaProducer
 
 from streams.app import create_app
 from streams.engine.errors import Invalid
@@ -88,4 +91,17 @@ def test_in_process_app_counts_exactly_and_a_new_owner_restores_the_same(
     ensure_topics(settings)
     sc = scenario.generate(seed=31, activities=600, deals=80)
     publish_reference(settings, sc)
+    plant_malformed_state(settings)
     asyncio.run(_run(settings, sc))
+
+
+def plant_malformed_state(settings: Settings) -> None:
+    """Records no tally wrote (or an older format): a restore skips them and counts on."""
+    producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    try:
+        for p, short in enumerate(("tally-changelog", "credits", "buckets")):
+            for value in (b"not json", b'{"scope": ["team", "x"], "day": "2026-11-02"}'):
+                producer.send(settings.topic(short), value, key=b"k", partition=p)
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
