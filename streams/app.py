@@ -8,8 +8,6 @@ of the state) → ``streams/live.py`` (figures) → ``streams/web.py`` (the HTTP
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
 
 from streams.metrics import faust_monitor
@@ -55,8 +53,3 @@ def create_app(settings: Settings) -> SpmApp:
     web.register(app)
     web_history.register(app)
     return app
-
-
-def runtime_of(app: Any) -> topology.Runtime:
-    runtime: topology.Runtime = app.runtime
-    return runtime

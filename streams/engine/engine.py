@@ -151,12 +151,7 @@ class Engine:
         tally.next_batch()
         effects = [Effects() for _ in self.tallies]
         tally.resend_all(effects[p])
-        self._settle_effects(effects)
-
-    def _settle_effects(self, effects: list[Effects]) -> None:
-        changed: set[tuple[Scope, str, str]] = set()
-        credits, buckets = self.emit(effects, changed)
-        self.deliver(credits, buckets, changed)
+        self._settle(effects)
 
     # --- reading ---------------------------------------------------------------------------
     @property

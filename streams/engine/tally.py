@@ -42,6 +42,8 @@ from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, lineage
 
 SEP = "\x1f"
+#: What parsing a malformed internal message (``CreditState``/``BucketState``/records) raises.
+MALFORMED = (ValueError, KeyError, TypeError, ArithmeticError, IndexError)
 _ZERO = Decimal(0)
 _DAY_MS = 86_400_000
 

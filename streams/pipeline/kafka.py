@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -61,10 +62,9 @@ class Producer(Service):
         )
 
 
-async def read_partition(
-    settings: Settings, topic: str, partition: int, max_records: int = 20_000
-) -> AsyncIterator[list[ConsumerRecord]]:
-    """Every record of one partition from its beginning up to its end at the call, in order."""
+@asynccontextmanager
+async def partition_reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
+    """A group-less consumer for ``read_partition`` (one per restore, not one per topic)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         enable_auto_commit=False,
@@ -73,14 +73,21 @@ async def read_partition(
     )
     await consumer.start()
     try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        await consumer.seek_to_beginning(tp)
-        end = (await consumer.end_offsets([tp]))[tp]
-        while await consumer.position(tp) < end:
-            batch = await consumer.getmany(tp, timeout_ms=500, max_records=max_records)
-            records = [r for r in batch.get(tp, []) if r.offset < end]
-            if records:
-                yield records
+        yield consumer
     finally:
         await consumer.stop()
+
+
+async def read_partition(
+    consumer: AIOKafkaConsumer, topic: str, partition: int, max_records: int = 20_000
+) -> AsyncIterator[list[ConsumerRecord]]:
+    """Every record of one partition from its beginning up to its end at the call, in order."""
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    await consumer.seek_to_beginning(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    while await consumer.position(tp) < end:
+        batch = await consumer.getmany(tp, timeout_ms=500, max_records=max_records)
+        records = [r for r in batch.get(tp, []) if r.offset < end]
+        if records:
+            yield records

@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 import orjson
 import structlog
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.engine.tally import BucketState, CreditState, Effects, Tally
-from streams.pipeline.kafka import read_partition
+from streams.engine.tally import MALFORMED, BucketState, CreditState, Effects, Tally
+from streams.pipeline.kafka import partition_reader, read_partition
 from streams.pipeline.outputs import Outputs, settle
 from streams.reference import ReferenceData
 from streams.rules import Rules
@@ -109,21 +109,23 @@ class Partitions:
         )
         owned = Owned(tally)
         newest: dict[str, dict[str, Any]] = {}
-        async for key, doc in self._read(topics.changelog, p, _changelog_record):
-            held = newest.get(key)
-            if held is None or doc["v"] >= held["v"]:
-                newest[key] = doc
-        epoch = max((doc["v"][0] for doc in newest.values()), default=0)
-        for key, doc in newest.items():
-            if key.startswith(STATUS_KIND):
-                owned.statuses[key[2:]] = doc[STATUS_KIND]
-            elif key != EPOCH_KEY:
-                _guarded(tally.load, key, doc)
         sink = Effects()
-        async for credit in self._read(topics.credits, p, _parser(CreditState.from_dict)):
-            tally.credit(credit, sink)
-        async for bucket in self._read(topics.buckets, p, _parser(BucketState.from_dict)):
-            tally.bucket(bucket, sink)
+        async with partition_reader(self.settings) as consumer:
+            async for key, doc in _read(consumer, topics.changelog, p, _changelog_record):
+                held = newest.get(key)
+                if held is None or doc["v"] >= held["v"]:
+                    newest[key] = doc
+            for key, doc in newest.items():
+                if key.startswith(STATUS_KIND):
+                    owned.statuses[key[2:]] = doc[STATUS_KIND]
+                elif key != EPOCH_KEY:
+                    _guarded(tally.load, key, doc)
+            credit_of, bucket_of = _parser(CreditState.from_dict), _parser(BucketState.from_dict)
+            async for credit in _read(consumer, topics.credits, p, credit_of):
+                tally.credit(credit, sink)
+            async for bucket in _read(consumer, topics.buckets, p, bucket_of):
+                tally.bucket(bucket, sink)
+        epoch = max((doc["v"][0] for doc in newest.values()), default=0)
         tally.epoch = epoch + 1
         await settle(await self.outputs.records(tally, {EPOCH_KEY: {}}))
         tally.next_batch()
@@ -138,23 +140,6 @@ class Partitions:
             **tally.sizes(),
         )
         return owned
-
-    async def _read(
-        self, topic: str, p: int, parse: Callable[[ConsumerRecord], T]
-    ) -> AsyncIterator[T]:
-        """Every record of a partition that parses; a malformed one (not ours, or of an older
-        format) is skipped and counted: the new epoch's re-sent state supersedes it anyway."""
-        skipped = 0
-        async for records in read_partition(self.settings, topic, p):
-            for record in records:
-                try:
-                    parsed = parse(record)
-                except MALFORMED:
-                    skipped += 1
-                    continue
-                yield parsed
-        if skipped:
-            log.error("malformed records skipped on restore", topic=topic, partition=p, n=skipped)
 
     async def restore_assigned(self) -> None:
         """Restore every assigned partition now (health turns ok without waiting for input)."""
@@ -171,8 +156,22 @@ class Partitions:
         return {"partitions": sorted(self.owned), "entries": parts}
 
 
-#: What a malformed internal record raises when parsed.
-MALFORMED = (ValueError, KeyError, TypeError, ArithmeticError, IndexError)
+async def _read(
+    consumer: AIOKafkaConsumer, topic: str, p: int, parse: Callable[[ConsumerRecord], T]
+) -> AsyncIterator[T]:
+    """Every record of a partition that parses; a malformed one (not ours, or of an older
+    format) is skipped and counted: the new epoch's re-sent state supersedes it anyway."""
+    skipped = 0
+    async for records in read_partition(consumer, topic, p):
+        for record in records:
+            try:
+                parsed = parse(record)
+            except MALFORMED:
+                skipped += 1
+                continue
+            yield parsed
+    if skipped:
+        log.error("malformed records skipped on restore", topic=topic, partition=p, n=skipped)
 
 
 def _changelog_record(record: ConsumerRecord) -> tuple[str, dict[str, Any]]:

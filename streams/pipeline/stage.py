@@ -33,7 +33,7 @@ from streams import metrics
 from streams.engine.catalog import DEAL_TYPES
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
-from streams.engine.tally import BucketState, CreditState, Effects, Tally
+from streams.engine.tally import MALFORMED, BucketState, CreditState, Effects, Tally
 from streams.pipeline.outputs import Outputs, Pending, settle
 from streams.pipeline.partitions import Owned, Partitions
 from streams.pipeline.publishing import Publisher
@@ -122,7 +122,7 @@ class Stage:
                 tally.credit(CreditState.from_dict(orjson.loads(message.value)), fx)
             elif topic == self.topics.buckets:
                 tally.bucket(BucketState.from_dict(orjson.loads(message.value)), fx)
-        except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
+        except MALFORMED as exc:
             # Internal topics carry our own output: a malformed message is a bug to see, not a
             # reason to stop counting for everyone.
             metrics.EVENTS_REJECTED.labels("internal").inc()
