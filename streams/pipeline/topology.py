@@ -113,9 +113,11 @@ def build(app: faust.App, settings: Settings) -> Runtime:
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
-            position = await consumer.position(tp)
-            if position is not None:
-                lag = max(0, consumer.highwater(tp) - position)
+            # Both are unknown for a moment after a rebalance; a timer that raised would stop
+            # the whole worker.
+            position, highwater = await consumer.position(tp), consumer.highwater(tp)
+            if position is not None and highwater is not None:
+                lag = max(0, highwater - position)
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     return runtime
