@@ -36,7 +36,7 @@ def create_app(settings: Settings) -> SpmApp:
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
-        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        canonical_url=settings.advertised_url,
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 5,

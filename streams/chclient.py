@@ -4,21 +4,31 @@ knows the DSN, and nothing else knows whether history lives in embedded chDB or 
 ``settings.clickhouse_dsn`` is ``chdb:///abs/path`` (embedded chDB, the default) or
 ``http(s)://user:pass@host:port/db``; clickhouse-connect 1.12 opens both from the DSN alone.
 chDB lets a process open one path only (and only one process may open it), so clients are
-cached per DSN: the worker, its sink and its API share one engine handle.
+cached per DSN: the worker, its sink and its API share one engine handle. A process claims a
+chDB path with a lock file beside it before opening it, so a second process (another worker,
+``spm db sink``) is told in plain words who holds it instead of chDB's opaque start-up error.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from filelock import FileLock, Timeout
 
 from streams.settings import Settings
 
 _clients: dict[str, Client] = {}
+_claims: dict[str, FileLock] = {}
 _lock = threading.Lock()
+
+
+class ChdbPathBusy(ClickHouseError):
+    """Another process holds the embedded chDB path (one process per path)."""
 
 
 def get_client(settings: Settings) -> Client:
@@ -27,17 +37,48 @@ def get_client(settings: Settings) -> Client:
     with _lock:
         client = _clients.get(dsn)
         if client is None:
+            path = chdb_path(dsn)
+            if path is not None:
+                _claim(path)
             client = clickhouse_connect.get_client(dsn=dsn)
             _clients[dsn] = client
         return client
 
 
+def chdb_path(dsn: str) -> str | None:
+    """The directory of an embedded chDB DSN, None for a ClickHouse server."""
+    parts = urlsplit(dsn)
+    return parts.path if parts.scheme == "chdb" else None
+
+
+def _claim(path: str) -> None:
+    """Hold ``<path>.lock`` for the life of the process (the OS releases it on any exit)."""
+    if path in _claims:
+        return
+    lock_file = Path(f"{path.rstrip('/')}.lock")
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    claim = FileLock(lock_file, timeout=0)
+    try:
+        claim.acquire()
+    except Timeout:
+        raise ChdbPathBusy(
+            f"the embedded history store {path} is open in another process (a worker with "
+            "SPM_HISTORY_SINK=true, or `spm db sink`); chDB allows one process per path. With "
+            "several workers, share a ClickHouse server (SPM_CLICKHOUSE_URL=http://...) or "
+            "give each process its own path."
+        ) from None
+    _claims[path] = claim
+
+
 def close_clients() -> None:
-    """Close every cached client, releasing the chDB path (another path may then be opened)."""
+    """Close every cached client and release the chDB paths (another may then open them)."""
     with _lock:
         for client in _clients.values():
             client.close()
         _clients.clear()
+        for claim in _claims.values():
+            claim.release()
+        _claims.clear()
 
 
 def shown_dsn(settings: Settings) -> str:

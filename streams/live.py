@@ -130,11 +130,6 @@ class LiveViews:
             every.update(owned.tally.scopes())
         return {s for s in every if self.partition_of(s) in self.partitions.owned}
 
-    def missing_partitions(self) -> list[int]:
-        """Partitions whose scopes this worker cannot answer for (owned elsewhere or not
-        restored yet)."""
-        return sorted(set(range(self.partition_count)) - self.partitions.owned.keys())
-
     def leaderboard(
         self,
         metric: str,
@@ -143,8 +138,8 @@ class LiveViews:
         team: str | None = None,
         limit: int = 10,
     ) -> list[dict[str, Any]]:
-        """Reps held here ranked by value (ties by rep id); a team includes sub-teams'
-        members."""
+        """The first ``limit`` reps held here by value (ties by rep id), unranked; a team
+        includes sub-teams' members."""
         roster = self.reference.roster
         if team is None:
             reps: Iterable[str] = roster.reps()
@@ -158,13 +153,12 @@ class LiveViews:
         rows.sort(key=lambda row: (-row[1].value, row[0]))
         return [
             {
-                "rank": rank,
                 "rep_id": rep_id,
                 "name": roster.rep_name(rep_id),
                 "team_id": roster.team_at(rep_id, _within(period, as_of)),
                 **{k: v for k, v in f.to_dict().items() if k in ("value", "target", "attainment")},
             }
-            for rank, (rep_id, f) in enumerate(rows[:limit], start=1)
+            for rep_id, f in rows[:limit]
         ]
 
 

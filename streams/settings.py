@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(None, description="Faust data dir; default <var_dir>/worker.")
     web_host: str = Field("127.0.0.1", description="Worker web server (API, /metrics) host.")
     web_port: int = Field(26066, description="Worker web server port.")
+    web_advertised_url: str | None = Field(
+        None,
+        description="URL other workers reach this worker's API at (default http://<web_host>:"
+        "<web_port>); required when web_host is a wildcard such as 0.0.0.0.",
+    )
     max_event_bytes: int = Field(65536, description="Messages larger than this are rejected.")
     strict_types: bool = Field(False, description="Reject event types no metric counts.")
     alert_interval: float = Field(60.0, description="Seconds between timer re-evaluations.")
@@ -81,6 +86,10 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``activity`` or ``activity.dlq``."""
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def advertised_url(self) -> str:
+        return (self.web_advertised_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def worker_data_dir(self) -> Path:

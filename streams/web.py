@@ -9,8 +9,10 @@ Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -26,6 +28,8 @@ from streams.engine.scopes import COMPANY, Scope
 MAX_LIMIT = 1000
 RETRY_AFTER = "2"
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)
+#: The deadline of a leaderboard's questions to the other workers.
+GATHER_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,7 @@ class ApiView(View):
         if partition in rt.partitions.assigned:
             return await self.progress(scope, request)
         owner = owner_url(self.app, rt.outputs.topics.activity, partition)
-        if owner is None or owner == str(self.app.conf.canonical_url).rstrip("/"):
+        if owner is None or owner == rt.settings.advertised_url:
             return self.unavailable(f"no worker holds partition {partition} right now")
         try:
             async with aiohttp.ClientSession(timeout=FORWARD_TIMEOUT) as session:
@@ -147,26 +151,76 @@ class CompanyProgress(ApiView):
 
 
 class Leaderboard(ApiView):
+    """The ranking over every partition: this worker's reps plus each other worker's top
+    ``limit`` (asked with ``local=true``, within ``GATHER_TIMEOUT``). Partitions that no worker
+    answered for are listed in ``missing_partitions`` and the answer says ``"partial": true``."""
+
     async def get(self, request: Request) -> Response:
         rt = self.runtime
         query = Query.parse(request, rt.rules.calendar)
         metric = metric_param(request, rt.rules.catalog)
         limit = limit_param(request)
         team = request.query.get("team")
+        local = request.query.get("local", "false")
+        if local not in ("true", "false"):
+            raise ValidationError("local must be true or false", field="local")
         if team is not None and not rt.views.known(("team", team)):
             return self.error(404, f"unknown team: {team}")
-        missing = rt.views.missing_partitions()
         entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit)
+        covered = set(rt.views.partitions.owned)
+        if local == "false":
+            for board in await self.gather(request, query.as_of, covered):
+                entries += board["entries"]
+                covered |= set(board["partitions"])
+        missing = sorted(set(range(rt.views.partition_count)) - covered)
         body: dict[str, Any] = {
             "metric": metric,
             "period": query.period.label,
             "as_of": query.as_of.isoformat(),
             "team": team,
-            "entries": entries,
+            "entries": ranked(entries, limit),
+            "partitions": sorted(covered),
             "partial": bool(missing),
             "missing_partitions": missing,
         }
         return self.json(body)
+
+    async def gather(
+        self, request: Request, as_of: datetime, covered: set[int]
+    ) -> list[dict[str, Any]]:
+        """The local boards of the workers holding partitions this one does not."""
+        rt = self.runtime
+        topic = rt.outputs.topics.activity
+        peers = {
+            str(url).rstrip("/")
+            for url, topics in self.app.router.external_topics_metadata().items()
+            if set(topics.get(topic, ())) - covered
+        } - {rt.settings.advertised_url}
+        params = {**request.query, "local": "true", "as_of": as_of.isoformat()}
+
+        async def ask(session: aiohttp.ClientSession, peer: str) -> dict[str, Any] | None:
+            try:
+                async with session.get(f"{peer}{request.url.path}", params=params) as answer:
+                    if answer.status != 200:
+                        return None
+                    board: dict[str, Any] = await answer.json()
+                    return board
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return None
+
+        async with aiohttp.ClientSession(timeout=GATHER_TIMEOUT) as session:
+            boards = await asyncio.gather(*(ask(session, peer) for peer in sorted(peers)))
+        return [board for board in boards if board is not None]
+
+
+def ranked(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` reps by value, descending (ties by rep id), ranked from 1; a rep
+    answered twice (a partition changing hands meanwhile) is ranked once."""
+    unique: dict[str, dict[str, Any]] = {}
+    for entry in sorted(entries, key=lambda e: (-Decimal(e["value"]), e["rep_id"])):
+        unique.setdefault(entry["rep_id"], entry)
+    best = list(unique.values())[:limit]
+    return [{**entry, "rank": rank} for rank, entry in enumerate(best, start=1)]
 
 
 class Health(View):

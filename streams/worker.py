@@ -1,15 +1,53 @@
 """The worker entry point: ``faust -A streams.worker worker`` (or ``spm worker``).
 
-Builds the app from the environment's settings after creating the topics it needs (the broker
-does not create topics itself), so a worker with a fresh prefix starts on an empty cluster.
+Before the app is built, the checks that would otherwise fail late and obscurely run here and
+stop the process with one clear message: the URL other workers forward requests to must be
+reachable (not a wildcard address), and a worker that runs the history sink on embedded chDB
+claims that path (one process per path). Then the topics it needs are created (the broker does
+not create topics itself), so a worker with a fresh prefix starts on an empty cluster.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from streams.app import create_app
-from streams.settings import get_settings
+from streams.chclient import ChdbPathBusy, chdb_path, get_client
+from streams.settings import Settings, get_settings
 from streams.topics import ensure_topics
 
+WILDCARD_HOSTS = {"0.0.0.0", "::", ""}
+
+
+def advertised_url_problem(settings: Settings) -> str | None:
+    """Why other workers could not reach ``settings.advertised_url``, if they could not."""
+    url = settings.advertised_url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"SPM_WEB_ADVERTISED_URL {url!r} is not an http(s) URL with a host"
+    if parts.hostname in WILDCARD_HOSTS:
+        return (
+            f"this worker would advertise {url}, which other workers cannot reach: with "
+            f"SPM_WEB_HOST={settings.web_host} set SPM_WEB_ADVERTISED_URL to this worker's "
+            "own address (e.g. http://worker-1:6066)"
+        )
+    return None
+
+
+def preflight(settings: Settings) -> None:
+    """Refuse to start, with the reason, a configuration that cannot work; make the data dir."""
+    problem = advertised_url_problem(settings)
+    if problem is not None:
+        raise SystemExit(f"spm worker: {problem}")
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.history_sink and chdb_path(settings.clickhouse_dsn) is not None:
+        try:
+            get_client(settings)
+        except ChdbPathBusy as exc:
+            raise SystemExit(f"spm worker: {exc}") from None
+
+
 settings = get_settings()
+preflight(settings)
 ensure_topics(settings)
 app = create_app(settings)

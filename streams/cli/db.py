@@ -26,8 +26,6 @@ def migrate_command() -> None:
         recorded = sorted(applied_versions(client))
     except (ClickHouseError, MigrationError) as exc:
         error_console.print(f"[red]cannot migrate {shown_dsn(settings)}[/]: {exc}")
-        if settings.clickhouse_dsn.startswith("chdb:"):
-            error_console.print("A chDB path opens in one process only: is the worker running?")
         raise typer.Exit(1) from exc
     if applied:
         console.print(f"applied: {', '.join(str(v) for v in applied)}")
@@ -41,8 +39,15 @@ def sink_command() -> None:
     """Run the history sink on its own until SIGINT/SIGTERM (normally the worker runs it)."""
     from streams.sinks.clickhouse import ClickHouseSink  # aiokafka/mode only for this command
 
+    settings = get_settings()
+    try:
+        get_client(settings)  # claims an embedded chDB path before consuming anything
+    except ClickHouseError as exc:
+        error_console.print(f"[red]cannot open {shown_dsn(settings)}[/]: {exc}")
+        raise typer.Exit(1) from exc
+
     async def run() -> None:
-        sink = ClickHouseSink(get_settings())
+        sink = ClickHouseSink(settings)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -186,3 +186,27 @@ def wait_caught_up(
     finally:
         consumer.close()
         admin.close()
+
+
+def wait_settled(workers: list[Worker], partitions: int, timeout: float = 120.0) -> float:
+    """Wait until every worker is healthy and together they hold each partition exactly once;
+    returns the seconds it took."""
+    started = time.monotonic()
+    held: dict[str, Any] = {}
+    while time.monotonic() - started < timeout:
+        held = {}
+        for worker in workers:
+            worker._check_alive()
+            try:
+                answer = httpx.get(f"{worker.url}/healthz", timeout=2)
+            except httpx.HTTPError:
+                break
+            if answer.status_code != 200:
+                break
+            held[worker.url] = answer.json()["partitions"]
+        else:
+            every = sorted(p for owned in held.values() for p in owned)
+            if every == list(range(partitions)):
+                return time.monotonic() - started
+        time.sleep(0.3)
+    raise AssertionError(f"workers did not settle in {timeout}s: {held}")

@@ -19,7 +19,8 @@ from streams.settings import REPO_ROOT
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-SERVICES = {"kafka", "clickhouse", "worker", "prometheus", "alertmanager", "grafana"}
+WORKERS = ("worker-1", "worker-2")
+SERVICES = {"kafka", "clickhouse", *WORKERS, "prometheus", "alertmanager", "grafana"}
 
 
 def _env_file(directory: Path, *, fill_secrets: bool) -> Path:
@@ -117,33 +118,48 @@ def test_ports_are_published_on_loopback_only(config: dict[str, Any]):
     assert all(port.startswith("127.0.0.1:") for port in published), published
 
 
-def test_worker_reaches_kafka_and_clickhouse_by_service_name(
-    config: dict[str, Any], env_file: Path
-):
-    worker = config["services"]["worker"]
+def test_workers_reach_kafka_and_clickhouse_by_service_name(config: dict[str, Any], env_file: Path):
     env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
     credentials = f"{env['CLICKHOUSE_USER']}:{env['CLICKHOUSE_PASSWORD']}"
 
-    assert "command" not in worker  # the image's CMD (Dockerfile) is the one worker command
-    assert worker["environment"]["SPM_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    assert worker["environment"]["SPM_CLICKHOUSE_URL"] == (
-        f"http://{credentials}@clickhouse:8123/{env['CLICKHOUSE_DB']}"
-    )
+    for name in WORKERS:
+        worker = config["services"][name]
+        assert "command" not in worker  # the image's CMD (Dockerfile) is the one worker command
+        assert worker["environment"]["SPM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert worker["environment"]["SPM_CLICKHOUSE_URL"] == (
+            f"http://{credentials}@clickhouse:8123/{env['CLICKHOUSE_DB']}"
+        )
 
 
-def test_prometheus_scrapes_the_worker_port_and_alerts_the_alertmanager_port(
+def test_each_worker_advertises_its_own_reachable_url_and_keeps_its_own_data(
+    config: dict[str, Any],
+):
+    services = config["services"]
+    for name in WORKERS:
+        environment = services[name]["environment"]
+        assert environment["SPM_WEB_ADVERTISED_URL"] == (
+            f"http://{name}:{environment['SPM_WEB_PORT']}"
+        )
+    volumes = [tuple(str(v) for v in services[name]["volumes"]) for name in WORKERS]
+    ports = [tuple(str(p) for p in services[name]["ports"]) for name in WORKERS]
+    assert len(set(volumes)) == len(WORKERS)
+    assert len(set(ports)) == len(WORKERS)
+
+
+def test_prometheus_scrapes_every_worker_and_alerts_the_alertmanager_port(
     config: dict[str, Any],
 ):
     services = config["services"]
     prometheus_config = yaml.safe_load(
         (REPO_ROOT / "deploy" / "prometheus" / "prometheus-compose.yml").read_text()
     )
-    worker_port = services["worker"]["environment"]["SPM_WEB_PORT"]
     alertmanager_port = str(services["alertmanager"]["ports"][0]).split(":")[-1].split("/")[0]
     scrape = {job["job_name"]: job for job in prometheus_config["scrape_configs"]}
     managers = prometheus_config["alerting"]["alertmanagers"][0]["static_configs"][0]
 
-    assert scrape["spm-worker"]["static_configs"][0]["targets"] == [f"worker:{worker_port}"]
+    assert scrape["spm-worker"]["static_configs"][0]["targets"] == [
+        f"{name}:{services[name]['environment']['SPM_WEB_PORT']}" for name in WORKERS
+    ]
     assert managers["targets"] == [f"alertmanager:{alertmanager_port}"]
     assert (
         "--config.file=/etc/prometheus/prometheus-compose.yml" in services["prometheus"]["command"]
