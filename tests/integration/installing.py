@@ -1,10 +1,11 @@
-"""Installing the product into fresh virtual environments, as a user or the Docker image would.
+"""Building the product's wheel, and installing the product into a fresh virtual environment.
 
-Shared by ``test_install.py`` (the wheel) and ``test_dockerfile.py`` (the Dockerfile's own pip
-command). A fresh venv sees nothing of the repository or of ``.venv`` (no system site packages,
-no PYTHONPATH, not run from the repository), so only what the install put there can be
-imported. Dependencies come from the package index through pip's cache: after ``make venv`` a
-warm machine installs from locally cached wheels.
+``test_install.py`` builds the wheel (:func:`build_wheel`); ``test_dockerfile.py`` installs the
+product with the Dockerfile's own pip command into a :class:`Venv`. A fresh venv sees nothing
+of the repository or of ``.venv`` (no system site packages, no PYTHONPATH, not run from the
+repository), so only what the install put there can be imported. Dependencies come from the
+package index through pip's cache: after ``make venv`` a warm machine installs from locally
+cached wheels.
 """
 
 from __future__ import annotations

@@ -6,7 +6,13 @@ of a RUN runs in a fresh venv in the WORKDIR of that RUN (the other commands of 
 ``useradd``, only matter inside an image), and the CMD (after any ENTRYPOINT) is started in the
 final WORKDIR with the image's ENV, pointed at the local broker. A file the image forgot, an
 import that only works from the source tree, or a CMD that does not start a worker fails here.
-``make lint`` runs hadolint on the same file.
+
+The image's ``pip install .`` is the product's non-editable install with all its dependencies
+(done once per module), so the installed product is checked on it too: ``spm`` runs, and the
+worker's code reads the event schema and the ClickHouse migrations from the installed package,
+run from a temporary directory so nothing of the repository can stand in for a file the
+install lacks. What the wheel ships is checked in ``test_install.py``; ``make lint`` runs
+hadolint on the Dockerfile.
 """
 
 from __future__ import annotations
@@ -30,16 +36,36 @@ from dockerfile_parse import DockerfileParser
 
 from streams.settings import Settings
 from tests.integration.harness import free_port
-from tests.integration.installing import Venv
+from tests.integration.installing import Venv, output_tail
 from tools.settings import REPO_ROOT
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
+pytestmark = pytest.mark.timeout(1800)
 
 HEALTHY_WITHIN = 120.0
 STOP_WITHIN = 30.0
 PIP_INSTALL = re.compile(r"^(?:pip3?|python3?\s+-m\s+pip)\s+install\s+(?P<args>.*)$", re.DOTALL)
 #: Image ENV that only makes the replay slower: pip's cache is what keeps it fast here.
 NOT_REPLAYED_ENV = {"PIP_NO_CACHE_DIR"}
+#: Run inside the installed venv: where the package is, the schema, the migrations, whether
+#: the worker's code imports and the contract decodes an event.
+PROBE = """
+import importlib, json, streams
+from streams import resources
+from streams.migrations import load_migrations
+from streams.rules import Rules
+from streams.settings import Settings
+importlib.import_module("streams.app")
+event = json.dumps({
+    "specversion": "1.0", "id": "c-1", "source": "dialer", "type": "call.completed",
+    "time": "2026-11-27T10:15:00+01:00", "data": {"rep_id": "rep-001"},
+}).encode()
+print(json.dumps({
+    "package": streams.__file__,
+    "schema": json.loads(resources.event_schema_text()),
+    "migrations": [[m.version, m.name, len(m.statements)] for m in load_migrations()],
+    "decoded": repr(Rules.from_settings(Settings()).decoder.decode(event))[:200],
+}))
+"""
 
 
 @dataclass
@@ -156,10 +182,32 @@ def _tail(log: Path, lines: int = 60) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+@dataclass(frozen=True)
+class Installed:
+    """The replayed image with its ``pip install`` lines run (in order) in one fresh venv."""
+
+    image: Image
+    venv: Venv
+    env: dict[str, str]  # the image's ENV as the replay uses it (NOT_REPLAYED_ENV left out)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The Dockerfile replayed and its installs run, once for the module's tests."""
+    root = tmp_path_factory.mktemp("dockerfile")
+    image = replay(REPO_ROOT / "Dockerfile", root / "image")
+    venv = Venv.create(root / "venv")
+    env = {k: v for k, v in image.host_env().items() if k not in NOT_REPLAYED_ENV}
+    for workdir, args in image.installs:
+        venv.pip_install(*args, cwd=image.host(workdir), **env)
+    return Installed(image, venv, env)
+
+
+@pytest.mark.stack
 def test_the_images_command_starts_a_healthy_worker(
-    stack: Settings, unique_prefix: str, tmp_path: Path
+    installed: Installed, stack: Settings, unique_prefix: str, tmp_path: Path
 ) -> None:
-    image = replay(REPO_ROOT / "Dockerfile", tmp_path / "image")
+    image, venv = installed.image, installed.venv
     here = f"python:{sys.version_info.major}.{sys.version_info.minor}"
     assert image.base.startswith(f"{here}-") or image.base == here, (
         f"the replay runs on {here}; the Dockerfile builds FROM {image.base}"
@@ -167,15 +215,10 @@ def test_the_images_command_starts_a_healthy_worker(
     assert image.installs, "no RUN pip install in the Dockerfile"
     assert image.entrypoint + image.cmd, "the Dockerfile has no CMD or ENTRYPOINT"
 
-    venv = Venv.create(tmp_path / "venv")
-    env = {k: v for k, v in image.host_env().items() if k not in NOT_REPLAYED_ENV}
-    for workdir, args in image.installs:
-        venv.pip_install(*args, cwd=image.host(workdir), **env)
-
     port = free_port()
     data = tmp_path / "data"  # the image makes its data dir in a RUN that is not replayed
     data.mkdir()
-    env |= {
+    env = installed.env | {
         "SPM_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
         "SPM_TOPIC_PREFIX": unique_prefix,
         "SPM_APP_ID": unique_prefix,
@@ -218,3 +261,30 @@ def test_the_images_command_starts_a_healthy_worker(
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait(10)
+
+
+def test_spm_runs_from_the_install(installed: Installed, tmp_path: Path) -> None:
+    done = installed.venv.run("spm", "--help", cwd=tmp_path, COLUMNS="200")
+
+    assert done.returncode == 0, output_tail(done)
+    for command in ("emit", "quotas", "roster", "teams", "dlq", "db", "replay", "grafana"):
+        assert f" {command} " in done.stdout, done.stdout
+    for tooling in ("stack", "demo"):  # developer tooling is not part of the product
+        assert f" {tooling} " not in done.stdout, done.stdout
+
+
+def test_the_installed_package_reads_its_schema_and_migrations(
+    installed: Installed, tmp_path: Path
+) -> None:
+    done = installed.venv.run(installed.venv.python, "-c", PROBE, cwd=tmp_path)
+
+    assert done.returncode == 0, output_tail(done)
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert Path(found["package"]).is_relative_to(installed.venv.root), found["package"]
+    repo_schema = json.loads((REPO_ROOT / "schemas" / "event.v1.schema.json").read_text())
+    assert found["schema"] == repo_schema
+    repo_sql = REPO_ROOT.glob("schemas/clickhouse/*.sql")
+    repo_versions = sorted(int(p.name.split("_")[0]) for p in repo_sql)
+    assert [version for version, _, _ in found["migrations"]] == repo_versions
+    assert all(statements for _, _, statements in found["migrations"])
+    assert found["decoded"].startswith("Event("), found["decoded"]
