@@ -55,6 +55,9 @@ class Partitions:
         self.assigned: set[int] = set()
         #: A first assignment arrived (before it, owning nothing is not "ready").
         self.assigned_once = False
+        #: Partitions restored since the publisher last asked (their gauges are exported in
+        #: full at its next flush: the previous owner has stopped exporting them).
+        self.fresh: set[int] = set()
         self._restoring: dict[int, asyncio.Task[Owned]] = {}
 
     @property
@@ -95,7 +98,13 @@ class Partitions:
         if p not in self.assigned:
             return None
         self.owned[p] = owned
+        self.fresh.add(p)
         return owned
+
+    def take_fresh(self) -> set[int]:
+        """The partitions restored since the last call."""
+        fresh, self.fresh = self.fresh, set()
+        return fresh
 
     async def _restore(self, p: int) -> Owned:
         started = asyncio.get_running_loop().time()

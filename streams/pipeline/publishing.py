@@ -2,7 +2,9 @@
 
 A busy scope (a region, the company) changes in nearly every batch; its figures are evaluated
 once per ``publish_interval`` instead, for every (metric, period) that changed meanwhile, and
-its current periods are re-evaluated on every tick because pace falls as time passes. A status
+its current periods are re-evaluated on every tick because pace falls as time passes. A
+partition restored here has all its figures exported at the next flush (its previous owner
+stopped exporting them when it lost the partition). A status
 is persisted in its partition's changelog before its alert goes out, so a restart neither
 repeats nor loses a transition.
 """
@@ -52,11 +54,21 @@ class Publisher:
             scopes.setdefault(scope, set()).add((metric, day))
 
     async def flush(self) -> None:
-        """Publish every pending change of the partitions still owned."""
+        """Publish every pending change of the partitions still owned, and every figure of
+        the partitions restored since the last flush."""
         pending, self.pending = self.pending, {}
         for part, entries in self.views.partitions.state_report()["entries"].items():
             metrics.TABLE_KEYS.labels(part).set(entries)
-        await self._publish({p: list(scopes.items()) for p, scopes in pending.items()})
+        work: dict[int, list[tuple[Scope, Any]]] = {
+            p: list(scopes.items()) for p, scopes in pending.items()
+        }
+        fresh = self.views.partitions.take_fresh()
+        if fresh:
+            for scope in self.views.scopes():
+                p = self.views.partition_of(scope)
+                if p in fresh and scope not in pending.get(p, {}):
+                    work.setdefault(p, []).append((scope, None))
+        await self._publish(work)
 
     async def tick(self) -> None:
         """Re-evaluate the current periods of every owned scope (pace moves with time)."""
