@@ -48,8 +48,9 @@ def create_app(settings: Settings) -> SpmApp:
     )
     app.runtime = topology.build(app, settings)
     lifecycle.attach(app, app.runtime)
-    from streams import web, web_history  # views read the runtime through their app
+    from streams import ingest, web, web_history  # views read the runtime through their app
 
     web.register(app)
+    ingest.register(app)
     web_history.register(app)
     return app

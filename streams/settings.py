@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     # --- producer (CLI, demo) -------------------------------------------------------------
     producer_linger_ms: int = Field(10, description="Producer waits this long to fill batches.")
 
+    # --- HTTP ingest (POST /api/v1/events) ------------------------------------------------
+    ingest_max_bytes: int = Field(
+        1_048_576, ge=1, description="Request bodies larger than this are refused with 413."
+    )
+    ingest_max_events: int = Field(
+        1000, ge=1, description="Events a batch request may carry (more: 413)."
+    )
+    ingest_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for Kafka's acknowledgement before a 503."
+    )
+
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``activity`` or ``activity.dlq``."""
         return f"{self.topic_prefix}.{name}"
