@@ -7,11 +7,13 @@ names its line. Exit codes: see ``streams.cli.common``.
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, TypeVar
 
+import httpx
 import typer
 from rich.markup import escape
 from rich.progress import track
@@ -35,15 +37,16 @@ from streams.engine.imports import (
     parse_roster_csv,
     parse_teams_csv,
 )
-from streams.producer import EventProducer, read_event_lines
+from streams.producer import EventLine, EventProducer, read_event_lines
 from streams.rules import Rules
-from streams.settings import get_settings
+from streams.settings import Settings, get_settings
 
 quotas_app = typer.Typer(help="Quota targets (compacted topic spm.quotas).", no_args_is_help=True)
 roster_app = typer.Typer(help="Reps and their teams (topic spm.roster).", no_args_is_help=True)
 teams_app = typer.Typer(help="The team tree (topic spm.roster).", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters (topic spm.activity.dlq).", no_args_is_help=True)
 MAX_ERRORS_SHOWN = 50
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
 PROGRESS_FROM_ROWS = 1000  # shorter batches finish before a bar is worth drawing
 
 Row = TypeVar("Row")
@@ -104,6 +107,17 @@ def emit(
         ),
     ],
     skip_bad: SkipBad = False,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Post to a worker's POST /api/v1/events at URL (e.g. http://127.0.0.1:26066) "
+            "instead of Kafka; prints one JSON result per event.",
+        ),
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Bearer token for --http (scope ingest).")
+    ] = None,
 ) -> None:
     """Validate events with the engine and send them to spm.activity."""
     settings = get_settings()
@@ -111,11 +125,62 @@ def emit(
     accepted, errors = read_event_lines(lines, Rules.from_settings(settings).decoder)
     _report_errors(errors)
     code = _verdict(len(accepted), len(errors), skip_bad, "events")
+    if http is not None:
+        raise typer.Exit(max(code, _post_events(http, token, accepted, settings)))
     with kafka_producer(settings) as producer:
         for line in _progress(accepted, "Sending events"):
             producer.send_valid(line.raw, line.event)
     _summary("sent", len(accepted), "events", settings.topic("activity"), len(errors))
     raise typer.Exit(code)
+
+
+def _post_events(
+    url: str, token: str | None, lines: Sequence[EventLine], settings: Settings
+) -> int:
+    """Post ``lines`` as CloudEvents batches, one JSON result per event on stdout; the exit
+    code (1 when the worker rejected some). A failed request ends the command: the batches
+    before it were written, and sending them all again is harmless (deduplicated by id)."""
+    endpoint = f"{url.rstrip('/')}/api/v1/events"
+    headers = {"Content-Type": BATCH_CONTENT_TYPE}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    counts = {"accepted": 0, "rejected": 0}
+    with httpx.Client(headers=headers, timeout=settings.ingest_timeout + 30) as client:
+        for batch in _batches(lines, settings.ingest_max_events, settings.ingest_max_bytes):
+            body = b"[" + b",".join(line.raw for line in batch) + b"]"
+            try:
+                answer = client.post(endpoint, content=body)
+            except httpx.HTTPError as exc:
+                raise fail(f"{endpoint}: {exc!r} ({counts['accepted']} accepted before)") from None
+            if answer.status_code != 202:
+                raise fail(
+                    f"{endpoint} answered {answer.status_code} {answer.text.strip()} "
+                    f"({counts['accepted']} accepted before)"
+                )
+            for result in answer.json()["results"]:
+                counts[result["status"]] += 1
+                typer.echo(json.dumps({"line": batch[result.pop("index")].line, **result}))
+    error_console.print(
+        f"sent {len(lines)} events to {endpoint}: "
+        f"{counts['accepted']} accepted, {counts['rejected']} rejected"
+    )
+    return EXIT_SOME_BAD if counts["rejected"] else EXIT_OK
+
+
+def _batches(
+    lines: Sequence[EventLine], max_events: int, max_bytes: int
+) -> Iterator[list[EventLine]]:
+    """Consecutive batches within the worker's limits (``SPM_INGEST_MAX_EVENTS`` / ``_BYTES``)."""
+    batch: list[EventLine] = []
+    size = 2  # the array's brackets
+    for line in lines:
+        if batch and (len(batch) == max_events or size + len(line.raw) + 1 > max_bytes):
+            yield batch
+            batch, size = [], 2
+        batch.append(line)
+        size += len(line.raw) + 1
+    if batch:
+        yield batch
 
 
 def _import(
