@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
 
 from streams.settings import Settings
+from tests.integration.harness import free_port
 from tools import stack as local_stack
 from tools.settings import StackSettings
 
@@ -55,3 +57,22 @@ def unique_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
     leftovers = [topic for topic in kafka_admin.list_topics() if topic.startswith(prefix)]
     if leftovers:
         kafka_admin.delete_topics(leftovers)
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[StackSettings]:
+    """A stack of our own (broker, Prometheus, Alertmanager) on free ports, stopped after: for
+    tests that stop or restart the broker without touching any other test."""
+    settings = StackSettings(
+        var_dir=tmp_path / "stack",
+        kafka_port=free_port(),
+        kafka_controller_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+    )
+    try:
+        local_stack.up(settings)
+    except local_stack.StackError as exc:
+        pytest.fail(f"the private broker could not start: {exc}", pytrace=False)
+    yield settings
+    local_stack.down(settings)

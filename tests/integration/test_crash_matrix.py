@@ -1,11 +1,12 @@
 """The crash matrix: exact figures across SIGKILLs at random moments, a broker restart and a
 clean restart, with keyed and unkeyed input, the worker configured as shipped.
 
-The test runs on a private broker (its own KRaft node on free loopback ports) so restarting
-the broker touches no other test. Kill points are drawn from the seed: mid-stream while
-batches are in flight, during start-up and partition restore (before the worker is healthy),
-and again mid-stream after a restore. ``SPM_CRASH_SEEDS`` (comma-separated) runs other seeds:
-the matrix reported in the issue note ran it many times with two copies at once.
+The test runs on a private broker (its own KRaft node on free loopback ports, conftest's
+``private_broker``) so restarting the broker touches no other test. Kill points are drawn from
+the seed: mid-stream while batches are in flight, during start-up and partition restore (before
+the worker is healthy), and again mid-stream after a restore. ``SPM_CRASH_SEEDS``
+(comma-separated) runs other seeds: the matrix reported in the issue note ran it many times
+with two copies at once.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration import scenario
-from tests.integration.harness import Worker, free_port, wait_caught_up, worker_settings
+from tests.integration.harness import Worker, wait_caught_up, worker_settings
 from tests.integration.test_pipeline import (
     assert_api_equals_recompute,
     assert_dead_lettered,
@@ -34,24 +34,6 @@ from tools.settings import StackSettings
 
 SEEDS = [int(s) for s in os.environ.get("SPM_CRASH_SEEDS", "1").split(",")]
 DEAL_TYPES = {"deal.won", "deal.lost", "deal.reopened"}
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[StackSettings]:
-    """A stack of our own (broker, Prometheus, Alertmanager) on free ports, stopped after."""
-    settings = StackSettings(
-        var_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-    )
-    try:
-        stack.up(settings)
-    except stack.StackError as exc:
-        pytest.fail(f"the private broker could not start: {exc}", pytrace=False)
-    yield settings
-    stack.down(settings)
 
 
 def partition_key(raw: bytes) -> bytes:
