@@ -17,6 +17,9 @@ is counted where it lands; any other takes one hop through ``spm.events``.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,27 +103,45 @@ def build(app: faust.App, settings: Settings) -> Runtime:
                     await stream.ack(event)
 
     @app.timer(interval=settings.publish_interval)
+    @_survives
     async def publish() -> None:
         if mirror.ready.is_set():
             await publisher.flush()
 
     @app.timer(interval=settings.alert_interval)
+    @_survives
     async def tick() -> None:
         if mirror.ready.is_set():
             await publisher.tick()
 
     @app.timer(interval=5.0)
+    @_survives
     async def consumer_lag() -> None:
         consumer = app.consumer
         for tp in consumer.assignment():
-            # Both are unknown for a moment after a rebalance; a timer that raised would stop
-            # the whole worker.
             position, highwater = await consumer.position(tp), consumer.highwater(tp)
-            if position is not None and highwater is not None:
+            if position is not None and highwater is not None:  # unknown just after a rebalance
                 lag = max(0, highwater - position)
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     return runtime
+
+
+def _survives(timer: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """A Faust timer that raises stops the whole worker; these only publish what the next run
+    publishes again (figures, lag), so a failed run is logged and the next one goes ahead.
+    Measured: a partition revoked between ``assignment()`` and ``position()`` did that."""
+
+    @functools.wraps(timer)
+    async def run() -> None:
+        try:
+            await timer()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("timer run failed; the next run retries", timer=timer.__name__)
+
+    return run
 
 
 @retry(

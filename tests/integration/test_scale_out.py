@@ -78,7 +78,7 @@ def assert_each_series_exported_once(workers: list[Worker], reps: list[str]) -> 
 
 
 def test_two_workers_answer_every_figure_exactly_from_either(pair: list[Worker]) -> None:
-    first = pair[0]
+    first, second = pair
     sc = scenario.generate(seed=21)
     publish_reference(first.settings, sc)
     for worker in pair:
@@ -101,6 +101,10 @@ def test_two_workers_answer_every_figure_exactly_from_either(pair: list[Worker])
         assert sorted(e["rep_id"] for e in board["entries"]) == sorted(sc.reps)
     assert_dead_lettered(first.settings, sc)
     wait_published(pair, sc.reps)
+    # History lives on the first worker's chDB path; the second cannot open it and says so.
+    assert first.get("/api/v1/history/alerts").status_code == 200
+    refused = second.get("/api/v1/history/alerts")
+    assert refused.status_code == 503 and "error" in refused.json(), refused.text
 
 
 def wait_published(workers: list[Worker], reps: list[str], timeout: float = 30.0) -> None:
