@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -29,15 +29,8 @@ from streams.cli.common import (
 )
 from streams.dlq import replay_dead_letters, replay_group
 from streams.engine.errors import Invalid
-from streams.engine.imports import (
-    QuotaRow,
-    RosterRow,
-    TeamRow,
-    parse_quotas_csv,
-    parse_roster_csv,
-    parse_teams_csv,
-)
-from streams.producer import EventLine, EventProducer, read_event_lines
+from streams.producer import EventLine, read_event_lines
+from streams.reference_imports import QUOTAS, REPS, TEAMS, ReferenceImport
 from streams.rules import Rules
 from streams.settings import Settings, get_settings
 
@@ -183,55 +176,36 @@ def _batches(
         yield batch
 
 
-def _import(
-    file: Path,
-    parse: Callable[[str, Rules], tuple[list[Row], list[Invalid]]],
-    publish: Callable[[EventProducer, Iterable[Row]], int],
-    topic: str,
-    noun: str,
-    skip_bad: bool,
-) -> None:
+def _import(file: Path, kind: ReferenceImport[Any], skip_bad: bool) -> None:
     """The shared shape of the CSV imports: parse everything, report, publish all or none."""
     settings = get_settings()
     if not file.is_file():
         raise fail(f"no such file: {file}")
-    rows, errors = parse(file.read_text(encoding="utf-8"), Rules.from_settings(settings))
+    rows, errors = kind.parse(file.read_text(encoding="utf-8"), Rules.from_settings(settings))
     _report_errors(errors)
-    code = _verdict(len(rows), len(errors), skip_bad, noun)
+    code = _verdict(len(rows), len(errors), skip_bad, kind.noun)
     with kafka_producer(settings) as producer:
-        publish(producer, _progress(rows, f"Publishing {noun}"))
-    _summary("published", len(rows), noun, settings.topic(topic), len(errors))
+        kind.publish(producer, _progress(rows, f"Publishing {kind.noun}"))
+    _summary("published", len(rows), kind.noun, settings.topic(kind.topic), len(errors))
     raise typer.Exit(code)
 
 
 @quotas_app.command("import")
 def import_quotas(file: CsvFile, skip_bad: SkipBad = False) -> None:
     """Import targets: scope,scope_id,metric,period,target[,effective_from]."""
-
-    def parse(text: str, rules: Rules) -> tuple[list[QuotaRow], list[Invalid]]:
-        return parse_quotas_csv(text, catalog=rules.catalog, calendar=rules.calendar)
-
-    _import(file, parse, EventProducer.publish_quotas, "quotas", "quotas", skip_bad)
+    _import(file, QUOTAS, skip_bad)
 
 
 @roster_app.command("import")
 def import_roster(file: CsvFile, skip_bad: SkipBad = False) -> None:
     """Import reps and their teams: rep_id,name,team_id[,effective_from]."""
-
-    def parse(text: str, rules: Rules) -> tuple[list[RosterRow], list[Invalid]]:
-        return parse_roster_csv(text, tz=rules.calendar.tz)
-
-    _import(file, parse, EventProducer.publish_roster, "roster", "reps", skip_bad)
+    _import(file, REPS, skip_bad)
 
 
 @teams_app.command("import")
 def import_teams(file: CsvFile, skip_bad: SkipBad = False) -> None:
     """Import the team tree: team_id,name,parent_id (empty parent_id: a root team)."""
-
-    def parse(text: str, rules: Rules) -> tuple[list[TeamRow], list[Invalid]]:
-        return parse_teams_csv(text)
-
-    _import(file, parse, EventProducer.publish_teams, "roster", "teams", skip_bad)
+    _import(file, TEAMS, skip_bad)
 
 
 @dlq_app.command("replay")
