@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import db, events, grafana, history_replay
+from streams.cli import db, events, grafana, history_replay, token
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -19,6 +19,7 @@ app.add_typer(events.teams_app, name="teams")
 app.add_typer(events.dlq_app, name="dlq")
 app.command("replay", help=history_replay.HELP)(history_replay.replay)
 app.add_typer(grafana.app, name="grafana")
+app.add_typer(token.app, name="token")
 
 if __name__ == "__main__":
     app()
