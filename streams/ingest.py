@@ -242,17 +242,32 @@ async def read_body(request: Request, limit: int) -> bytes:
 async def publish(
     producer: Producer, topic: str, accepted: Sequence[Accepted], timeout: float
 ) -> str | None:
-    """Send ``accepted`` and wait for every acknowledgement: ``None``, or why not. Sends
-    already handed to the producer go on after a deadline (shielded), so some may land."""
+    """Send ``accepted`` and wait for every acknowledgement: ``None``, or why not. Nothing is
+    cancelled at the deadline (``asyncio.wait``): sends handed to the producer may still land."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    late = f"Kafka did not acknowledge the events within {timeout:g} s"
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             acks = [await producer.send(topic, a.raw, key=a.key) for a in accepted]
-            await asyncio.gather(*map(asyncio.shield, acks))
     except TimeoutError:
-        return f"Kafka did not acknowledge the events within {timeout:g} s"
+        return late
     except KafkaError as exc:
         return f"Kafka did not take the events: {exc!r}"
-    return None
+    if not acks:
+        return None
+    done, pending = await asyncio.wait(acks, timeout=max(0.0, deadline - loop.time()))
+    for ack in pending:
+        ack.add_done_callback(_failure)
+    failures = [f for f in map(_failure, done) if f is not None]
+    if failures:
+        return f"Kafka did not take the events: {failures[0]!r}"
+    return late if pending else None
+
+
+def _failure(ack: asyncio.Future[Any]) -> BaseException | None:
+    """Why a done send failed, if it did; asking marks it handled (no "never retrieved")."""
+    return asyncio.CancelledError() if ack.cancelled() else ack.exception()
 
 
 class Events(ApiView):
