@@ -67,6 +67,8 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
+    """An event to send: its place in the request, id, bytes and partition key."""
+
     index: int
     id: str
     raw: bytes
@@ -75,6 +77,8 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
+    """An event not to send, and why (``id`` as the event claims it, if it does)."""
+
     index: int
     id: str | None
     reason: Invalid
@@ -215,14 +219,11 @@ def results(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     """The 202 body: one entry per event, in request order."""
     entries: list[dict[str, Any]] = []
     for v in verdicts:
-        entry: dict[str, Any] = {"index": v.index, "id": v.id}
         if isinstance(v, Accepted):
-            entry["status"] = "accepted"
+            entries.append({"index": v.index, "id": v.id, "status": "accepted"})
         else:
-            reason = v.reason
-            entry.update(status="rejected", code=reason.code, path=reason.path)
-            entry["message"] = reason.message
-        entries.append(entry)
+            why = {"code": v.reason.code, "path": v.reason.path, "message": v.reason.message}
+            entries.append({"index": v.index, "id": v.id, "status": "rejected", **why})
     return {"results": entries}
 
 
