@@ -44,16 +44,20 @@ def partition_key(raw: bytes) -> bytes:
 
 
 def produce(settings: Settings, messages: list[bytes], rng: random.Random) -> None:
-    """Half keyed as the producer keys them, half with no key (as kcat sends)."""
+    """Half keyed as the producer keys them, half with no key (as kcat sends); raises unless
+    the broker acknowledged every message."""
     producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
     try:
+        sent = []
         for raw in messages:
             try:
                 key = partition_key(raw) if rng.random() < 0.5 else None
             except (ValueError, KeyError, TypeError):
                 key = None  # malformed: no key to give
-            producer.send(settings.topic("activity"), raw, key=key)
+            sent.append(producer.send(settings.topic("activity"), raw, key=key))
         producer.flush(timeout=60)
+        for future in sent:
+            future.get(timeout=60)
     finally:
         producer.close()
 

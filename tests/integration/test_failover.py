@@ -118,10 +118,15 @@ def test_a_rolling_restart_under_traffic_changes_nothing(
         Worker(second_settings, tmp_path / "w2.log"),
     ]
 
+    failures: list[BaseException] = []
+
     def traffic() -> None:  # ~20 slices over the restarts
-        for i in range(20):
-            produce(first_settings, messages[i::20], rng)
-            time.sleep(0.5)
+        try:
+            for i in range(20):
+                produce(first_settings, messages[i::20], rng)
+                time.sleep(0.5)
+        except BaseException as exc:  # a thread's exception would otherwise vanish
+            failures.append(exc)
 
     sender = threading.Thread(target=traffic)
     try:
@@ -134,7 +139,7 @@ def test_a_rolling_restart_under_traffic_changes_nothing(
             worker.start()
             wait_settled(workers, first_settings.partitions)
         sender.join(120)
-        assert not sender.is_alive()
+        assert not sender.is_alive() and not failures, failures
         wait_caught_up(first_settings, worker=workers[0], timeout=300)
         assert_api_equals_recompute(workers[1], sc)
         assert_leaderboard_equals_recompute(workers[0], sc)
