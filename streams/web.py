@@ -1,9 +1,10 @@
 """The worker's HTTP API (Faust web server): live progress, leaderboard, health, metrics.
 
 Any worker answers: progress requests are forwarded to the worker holding the scope's
-partition (the URL Faust's assignor publishes for it). Bad parameters get a 4xx JSON body
-``{"error": ..., "field": ...}``; a scope no worker holds or has restored yet gets 503 with
-Retry-After.
+partition (the URL Faust's assignor publishes for it), with the caller's Authorization
+header, so access is decided the same on every worker (``streams.auth``). Bad parameters get
+a 4xx JSON body ``{"error": ..., "field": ...}``; a scope no worker holds or has restored yet
+gets 503 with Retry-After.
 Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 """
 
@@ -119,11 +120,19 @@ class ApiView(View):
         try:
             async with aiohttp.ClientSession(timeout=FORWARD_TIMEOUT) as session:
                 url = f"{owner}{request.url.path}"
-                async with session.get(url, params=dict(request.query)) as answer:
+                params, headers = dict(request.query), forwarded_headers(request)
+                async with session.get(url, params=params, headers=headers) as answer:
                     body = await answer.read()
                     return self.bytes(body, status=answer.status, content_type=answer.content_type)
         except (aiohttp.ClientError, TimeoutError):
             return self.unavailable(f"the worker holding partition {partition} did not answer")
+
+
+def forwarded_headers(request: Request) -> dict[str, str]:
+    """The caller's credentials, for a request this worker makes on the caller's behalf: the
+    other worker decides on them as if the caller had asked it directly."""
+    authorization = request.headers.get("Authorization")
+    return {} if authorization is None else {"Authorization": authorization}
 
 
 def owner_url(app: Any, topic: str, partition: int) -> str | None:
@@ -197,10 +206,12 @@ class Leaderboard(ApiView):
             if set(topics.get(topic, ())) - covered
         } - {rt.settings.advertised_url}
         params = {**request.query, "local": "true", "as_of": as_of.isoformat()}
+        headers = forwarded_headers(request)
 
         async def ask(session: aiohttp.ClientSession, peer: str) -> dict[str, Any] | None:
             try:
-                async with session.get(f"{peer}{request.url.path}", params=params) as answer:
+                url = f"{peer}{request.url.path}"
+                async with session.get(url, params=params, headers=headers) as answer:
                     if answer.status != 200:
                         return None
                     board: dict[str, Any] = await answer.json()
