@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +28,37 @@ class StackSettings(BaseSettings):
     cache_dir: Path = Field(REPO_ROOT / ".cache", description="Maven-resolved Kafka jars.")
     kafka_port: int = Field(29092, description="Kafka broker listener on 127.0.0.1.")
     kafka_controller_port: int = Field(29093, description="KRaft controller listener.")
+    # A SASL_SSL listener besides the PLAINTEXT one, for trying the clients' transport security
+    # against the real broker; off unless its port is set (tests make the keystore and user).
+    kafka_sasl_ssl_port: int | None = Field(
+        None, description="A SASL_SSL listener on 127.0.0.1 as well (needs the four below)."
+    )
+    kafka_ssl_keystore: FilePath | None = Field(
+        None, description="PKCS12 keystore: the key and certificate of the SASL_SSL listener."
+    )
+    kafka_ssl_keystore_password: SecretStr | None = Field(None, description="Its password.")
+    kafka_sasl_username: str | None = Field(
+        None, description="The user SCRAM-SHA-256/512 and PLAIN accept (SPM_KAFKA_SASL_USERNAME)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(None, description="Its password.")
     prometheus_port: int = Field(29090, description="Prometheus on 127.0.0.1.")
     alertmanager_port: int = Field(29094, description="Alertmanager on 127.0.0.1.")
     stack_start_timeout: float = Field(90.0, description="Seconds to wait for each part.")
     web_port: int = Field(26066, description="Worker port Prometheus scrapes (SPM_WEB_PORT).")
+
+    @model_validator(mode="after")
+    def _sasl_ssl_listener_is_whole(self) -> StackSettings:
+        """A SASL_SSL listener without its keystore or user would only fail in the broker log."""
+        needed = {
+            "SPM_KAFKA_SSL_KEYSTORE": self.kafka_ssl_keystore,
+            "SPM_KAFKA_SSL_KEYSTORE_PASSWORD": self.kafka_ssl_keystore_password,
+            "SPM_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "SPM_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        missing = [name for name, value in needed.items() if not value]
+        if self.kafka_sasl_ssl_port is not None and missing:
+            raise ValueError(f"SPM_KAFKA_SASL_SSL_PORT needs {', '.join(missing)}")
+        return self
 
     @property
     def kafka_bootstrap(self) -> str:

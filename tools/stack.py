@@ -57,6 +57,7 @@ KAFKA_JVM_OPTS = ("-Xms256m", "-Xmx768m", "-XX:+UseG1GC", "-Djava.awt.headless=t
 STOP_TIMEOUT = 30.0  # seconds between SIGTERM and SIGKILL
 PROBE_TIMEOUT = 2.0  # seconds one readiness probe may take
 LOG_TAIL_LINES = 30
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 MAVEN_TIMEOUT = 900.0
 
 
@@ -135,7 +136,10 @@ class Kafka(Part):
 
     @property
     def ports(self) -> tuple[int, ...]:
-        return (self.settings.kafka_port, self.settings.kafka_controller_port)
+        secure = self.settings.kafka_sasl_ssl_port
+        return (self.settings.kafka_port, self.settings.kafka_controller_port) + (
+            (secure,) if secure is not None else ()
+        )
 
     @property
     def server_properties(self) -> Path:
@@ -161,6 +165,7 @@ class Kafka(Part):
             random_cluster_id(),
             "-c",
             str(self.server_properties),
+            *scram_arguments(self.settings),
         ]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
@@ -280,15 +285,18 @@ def parts(settings: StackSettings) -> list[Part]:
 def render_server_properties(settings: StackSettings, data_dir: Path) -> str:
     """A single-node KRaft broker+controller on loopback, sized for tests and the demo."""
     broker, controller = settings.kafka_port, settings.kafka_controller_port
+    secure = settings.kafka_sasl_ssl_port
+    sasl_ssl = f",SASL_SSL://{HOST}:{secure}" if secure is not None else ""
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller}",
-        "listeners": f"PLAINTEXT://{HOST}:{broker},CONTROLLER://{HOST}:{controller}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{broker}",
+        "listeners": f"PLAINTEXT://{HOST}:{broker},CONTROLLER://{HOST}:{controller}{sasl_ssl}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{broker}{sasl_ssl}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        + (",SASL_SSL:SASL_SSL" if secure is not None else ""),
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
@@ -304,7 +312,43 @@ def render_server_properties(settings: StackSettings, data_dir: Path) -> str:
         "broker.session.timeout.ms": "2500",
         "log.retention.hours": "168",
     }
+    if secure is not None:
+        props |= sasl_ssl_properties(settings)
     return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def sasl_ssl_properties(settings: StackSettings) -> dict[str, str]:
+    """The SASL_SSL listener's key (the keystore) and logins: the SCRAM mechanisms check the
+    credentials ``kafka-storage format --add-scram`` stored in the cluster metadata; PLAIN
+    checks the user written into its JAAS line."""
+    keystore, keystore_password = settings.kafka_ssl_keystore, settings.kafka_ssl_keystore_password
+    user, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+    assert keystore and keystore_password and user and password  # StackSettings checked them
+    listener = "listener.name.sasl_ssl"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'user_{user}="{password.get_secret_value()}";'
+    )
+    return {
+        "sasl.enabled.mechanisms": ",".join((*SCRAM_MECHANISMS, "PLAIN")),
+        **{f"{listener}.{m.lower()}.sasl.jaas.config": scram for m in SCRAM_MECHANISMS},
+        f"{listener}.plain.sasl.jaas.config": plain,
+        f"{listener}.ssl.keystore.type": "PKCS12",
+        f"{listener}.ssl.keystore.location": str(keystore.resolve()),
+        f"{listener}.ssl.keystore.password": keystore_password.get_secret_value(),
+    }
+
+
+def scram_arguments(settings: StackSettings) -> list[str]:
+    """``kafka-storage format`` arguments that create the SASL_SSL listener's SCRAM user: KRaft
+    keeps SCRAM credentials in the cluster metadata, so they are added when it is formatted."""
+    if settings.kafka_sasl_ssl_port is None:
+        return []
+    user, password = settings.kafka_sasl_username, settings.kafka_sasl_password
+    assert user and password  # StackSettings checked them
+    credential = f"[name={user},password={password.get_secret_value()}]"
+    return [arg for m in SCRAM_MECHANISMS for arg in ("--add-scram", f"{m}={credential}")]
 
 
 def render_prometheus_config(settings: StackSettings) -> dict[str, Any]:
