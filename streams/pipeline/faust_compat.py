@@ -23,15 +23,22 @@ from __future__ import annotations
 from typing import cast
 
 import faust
+import structlog
+from aiokafka.errors import KafkaError
 from faust.transport.consumer import Consumer
+
+log = structlog.get_logger(__name__)
 
 
 async def prepare_seek(app: faust.App) -> None:
     """Hold the flow until Faust's seek, and seek never-committed partitions to their start."""
     consumer = cast(Consumer, app.consumer)  # the concrete class has seek_to_committed
     consumer.stop_flow()
-    committed = await consumer.seek_to_committed()
-    fresh = [tp for tp, offset in committed.items() if not offset]
-    if fresh:
-        for tp, offset in (await consumer.earliest_offsets(*fresh)).items():
-            await consumer.seek(tp, offset)
+    try:
+        committed = await consumer.seek_to_committed()
+        fresh = [tp for tp, offset in committed.items() if not offset]
+        if fresh:
+            for tp, offset in (await consumer.earliest_offsets(*fresh)).items():
+                await consumer.seek(tp, offset)
+    except KafkaError as exc:  # the assignment changed again: the next rebalance seeks anew
+        log.warning("seek before resuming failed", error=repr(exc))
