@@ -11,7 +11,7 @@ from __future__ import annotations
 import faust
 
 from streams.metrics import faust_monitor
-from streams.pipeline import lifecycle, topology
+from streams.pipeline import faust_compat, lifecycle, topology
 from streams.settings import Settings
 
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings) -> SpmApp:
         value_serializer="raw",
         monitor=faust_monitor(),
     )
+    faust_compat.use_seeking_transport(app)  # before anything asks the app for its transport
     app.runtime = topology.build(app, settings)
     lifecycle.attach(app, app.runtime)
     from streams import ingest, web, web_history  # views read the runtime through their app

@@ -39,7 +39,7 @@ def attach(app: faust.App, runtime: Runtime) -> None:
 
     @app.on_rebalance_complete.connect
     async def _rebalanced(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        await faust_compat.prepare_seek(app)
+        faust_compat.hold_flow_until_seek(app)
         assignment = app.consumer.assignment()
         by_topic: dict[str, set[int]] = {}
         for tp in assignment:
