@@ -35,10 +35,26 @@ from tests.integration.test_scale_out import pair_settings, wait_published
 SEEDS = [int(s) for s in os.environ.get("SPM_FAILOVER_SEEDS", "1").split(",")]
 
 
-def messages_of(sc: scenario.Scenario, rng: random.Random) -> list[bytes]:
+def published_scenario(
+    settings: Settings, seed: int, rng: random.Random
+) -> tuple[scenario.Scenario, list[bytes]]:
+    """A scenario with its reference data published, and its messages shuffled."""
+    ensure_topics(settings)
+    sc = scenario.generate(seed=seed, activities=1200, deals=140)
+    publish_reference(settings, sc)
     messages = sc.events + [raw for raw, _ in sc.malformed]
     rng.shuffle(messages)
-    return messages
+    return sc, messages
+
+
+def assert_exact(sc: scenario.Scenario, asked: Worker, ranked: Worker, live: list[Worker]) -> None:
+    """Once caught up: every figure (asked of one worker), the leaderboard (of another), the
+    dead letters, and each series exported by exactly one live worker."""
+    wait_caught_up(asked.settings, worker=ranked, timeout=300)
+    assert_api_equals_recompute(asked, sc)
+    assert_leaderboard_equals_recompute(ranked, sc)
+    assert_dead_lettered(asked.settings, sc)
+    wait_published(live, sc.reps)
 
 
 def wait_holds_everything(worker: Worker, partitions: int, timeout: float = 90.0) -> float:
@@ -71,10 +87,7 @@ def test_a_killed_worker_and_its_replacement_change_nothing(
         history_sink=False,
         batch_size=100,
     )
-    ensure_topics(first_settings)
-    sc = scenario.generate(seed=seed + 200, activities=1200, deals=140)
-    publish_reference(first_settings, sc)
-    messages = messages_of(sc, rng)
+    sc, messages = published_scenario(first_settings, seed + 200, rng)
     chunks = [messages[i::3] for i in range(3)]
     first = Worker(first_settings, tmp_path / "w1.log")
     second = Worker(second_settings, tmp_path / "w2.log")
@@ -93,11 +106,7 @@ def test_a_killed_worker_and_its_replacement_change_nothing(
         replacement.spawn()
         produce(first_settings, chunks[2], rng)
         wait_settled([first, replacement], first_settings.partitions)
-        wait_caught_up(first_settings, worker=first, timeout=300)
-        assert_api_equals_recompute(replacement, sc)
-        assert_leaderboard_equals_recompute(first, sc)
-        assert_dead_lettered(first_settings, sc)
-        wait_published([first, replacement], sc.reps)
+        assert_exact(sc, asked=replacement, ranked=first, live=[first, replacement])
     finally:
         for worker in (first, second, replacement):
             worker.stop()
@@ -109,10 +118,7 @@ def test_a_rolling_restart_under_traffic_changes_nothing(
 ) -> None:
     rng = random.Random(seed)
     first_settings, second_settings = pair_settings(stack, unique_prefix, tmp_path)
-    ensure_topics(first_settings)
-    sc = scenario.generate(seed=seed + 300, activities=1200, deals=140)
-    publish_reference(first_settings, sc)
-    messages = messages_of(sc, rng)
+    sc, messages = published_scenario(first_settings, seed + 300, rng)
     workers = [
         Worker(first_settings, tmp_path / "w1.log"),
         Worker(second_settings, tmp_path / "w2.log"),
@@ -140,11 +146,7 @@ def test_a_rolling_restart_under_traffic_changes_nothing(
             wait_settled(workers, first_settings.partitions)
         sender.join(120)
         assert not sender.is_alive() and not failures, failures
-        wait_caught_up(first_settings, worker=workers[0], timeout=300)
-        assert_api_equals_recompute(workers[1], sc)
-        assert_leaderboard_equals_recompute(workers[0], sc)
-        assert_dead_lettered(first_settings, sc)
-        wait_published(workers, sc.reps)
+        assert_exact(sc, asked=workers[1], ranked=workers[0], live=workers)
     finally:
         if sender.is_alive():
             sender.join(120)
