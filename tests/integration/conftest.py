@@ -6,11 +6,13 @@ stops it. A part that cannot start fails the tests with the reason (never a skip
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 from kafka import KafkaAdminClient
 
 from streams.settings import Settings
@@ -20,14 +22,32 @@ from tools.settings import StackSettings
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> StackSettings:
-    """The local stack's ports and dirs, the stack running (started here unless it runs)."""
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> StackSettings:
+    """The local stack's ports and dirs, the stack running (started here unless it runs).
+
+    Once per run, also when pytest-xdist runs it in several processes: ``up`` reloads a
+    running Prometheus and Alertmanager, and a reload while the worker on the scraped port
+    comes up can drop the resolution of ``SpmWorkerDown`` on its way to Alertmanager, which
+    then holds back the quota alerts ``test_dashboards_live.py`` waits for (for minutes).
+    """
     settings = StackSettings()
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        _up(settings)
+        return settings
+    run_dir = tmp_path_factory.getbasetemp().parent  # shared by the run's xdist workers
+    with FileLock(run_dir / "stack-up.lock"):
+        done = run_dir / "stack-up.done"
+        if not done.exists():
+            _up(settings)
+            done.touch()
+    return settings
+
+
+def _up(settings: StackSettings) -> None:
     try:
         local_stack.up(settings)
     except local_stack.StackError as exc:
         pytest.fail(f"the local stack could not start: {exc}", pytrace=False)
-    return settings
 
 
 @pytest.fixture(scope="session")
