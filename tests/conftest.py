@@ -1,14 +1,18 @@
-"""Test order: the slowest modules first, so that parallel runs end together.
+"""How ``make test`` spreads the test modules over parallel pytest-xdist workers.
 
-``make test`` runs modules in parallel with pytest-xdist (``--dist loadfile``: a module stays on
-one worker, its module-scoped fixtures start worker processes once). Its scheduler hands out the
-modules in collection order, the order this hook leaves; ``--no-loadscope-reorder`` keeps it
-from sorting them by their number of tests instead. A slow module started last would run on
-alone after the rest: known-slow modules go first, the others keep pytest's order, and so does
-every module's own tests.
+With ``--dist loadfile`` a module stays on one worker (its module-scoped fixtures start worker
+processes once), and the scheduler hands out the modules in collection order, the order the
+hook below leaves; ``--no-loadscope-reorder`` keeps it from sorting them by their number of
+tests instead. A slow module started last would run on alone after the rest: known-slow
+modules go first, the others keep pytest's order, and so does every module's own tests.
+
+Modules that must not overlap in time are handed out as one unit, so one worker runs them one
+after the other (``ONE_WORKER``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -36,6 +40,13 @@ SLOW_MODULES = (
     "tests/integration/test_in_process.py",
 )
 
+#: ``test_stack.py`` brings the shared stack ``up`` again, which reloads its Prometheus and
+#: Alertmanager. For a few seconds after a reload Prometheus knows no Alertmanager and drops
+#: the alerts it sends (``prometheus_notifications_dropped_total``; a firing one is sent again a
+#: minute later), while ``test_dashboards_live.py`` waits for its alerts at the Slack webhook
+#: for 40 s: it failed so when the two ran side by side.
+ONE_WORKER = ("tests/integration/test_dashboards_live.py", "tests/integration/test_stack.py")
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {module: i for i, module in enumerate(SLOW_MODULES)}
@@ -45,3 +56,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return rank.get(module, len(SLOW_MODULES))
 
     items.sort(key=slowness)  # stable: the order within a module and among the rest is kept
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, the modules of ``ONE_WORKER`` handed out together."""
+    if config.getoption("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return ONE_WORKER[0] if module in ONE_WORKER else module
+
+    return Scheduling(config, log)
