@@ -37,6 +37,7 @@ import httpx
 from kafka import KafkaAdminClient
 
 from streams.engine.imports import RosterRow, TeamRow
+from streams.kafka_clients import new_client
 from streams.producer import EventProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -170,7 +171,7 @@ def main() -> None:
             tally, elapsed, cpu = asyncio.run(load(url, args, worker.process.pid))
         finally:
             worker.stop()
-            admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+            admin = new_client(KafkaAdminClient, settings)
             admin.delete_topics([t for t in admin.list_topics() if t.startswith(prefix)])
             admin.close()
     requests = len(tally.latencies)

@@ -64,6 +64,7 @@ from kafka.errors import KafkaError
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.imports import QuotaRow, RosterRow, TeamRow
+from streams.kafka_clients import check_accepted, new_client
 from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
@@ -423,10 +424,8 @@ class GroupWatch:
     def __init__(self, settings: Settings, pid: int) -> None:
         self.group = settings.app_id
         self.pid = pid
-        self.admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-        )
+        self.admin = new_client(KafkaAdminClient, settings)
+        self.consumer = new_client(KafkaConsumer, settings, enable_auto_commit=False)
         names = [settings.topic(t) for t in PIPELINE_TOPICS]
         self.tps = [
             TopicPartition(t, p)
@@ -773,9 +772,7 @@ async def _bare_consume(
     settings: Settings, partitions: list[int], n: int, timeout: float
 ) -> dict[str, Any]:
     topic = settings.topic("activity")
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = new_client(AIOKafkaConsumer, settings, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
         tps = [AioTopicPartition(topic, p) for p in partitions]
@@ -798,7 +795,7 @@ def bare_consumer(bench: Bench, rules: Rules, backlog: Backlog, timeout: float) 
     """A bare aiokafka consumer (assigned partitions, no group) over the keyed backlog."""
     settings = bench.settings("bare")
     produce(settings, backlog.items, True, rules)
-    lookup = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    lookup = new_client(KafkaConsumer, settings)
     try:
         partitions = sorted(lookup.partitions_for_topic(settings.topic("activity")) or ())
     finally:
@@ -1099,9 +1096,8 @@ def million(bench: Bench, rules: Rules, events: int, reps: int, timeout: float) 
 
 def check_broker(settings: Settings, timeout: float = 10) -> None:
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout * 1000)
-        )
+        check_accepted(settings, timeout)
+        admin = new_client(KafkaAdminClient, settings, request_timeout_ms=int(timeout * 1000))
         admin.close()
     except KafkaError as exc:
         raise BenchError(
@@ -1111,7 +1107,7 @@ def check_broker(settings: Settings, timeout: float = 10) -> None:
 
 def cleanup(settings: Settings, run_id: str) -> None:
     """Delete the run's topics and consumer groups."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = new_client(KafkaAdminClient, settings)
     try:
         topics = [t for t in admin.list_topics() if t.startswith(run_id)]
         if topics:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import faust
 
+from streams.kafka_clients import faust_broker
 from streams.metrics import faust_monitor
 from streams.pipeline import faust_compat, lifecycle, topology
 from streams.settings import Settings
+from streams.web_auth import application_options
 
 
 class SpmApp(faust.App):
@@ -26,7 +28,7 @@ def create_app(settings: Settings) -> SpmApp:
     state in Kafka, see ``streams.pipeline.partitions``)."""
     app = SpmApp(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        **faust_broker(settings),  # bootstrap servers and transport security
         store="memory://",
         processing_guarantee="at_least_once",
         topic_partitions=settings.partitions,
@@ -37,6 +39,7 @@ def create_app(settings: Settings) -> SpmApp:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         canonical_url=settings.advertised_url,
+        web_application_options=application_options(settings),  # access control
         broker_commit_interval=settings.commit_interval,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 5,
@@ -49,9 +52,10 @@ def create_app(settings: Settings) -> SpmApp:
     faust_compat.use_seeking_transport(app)  # before anything asks the app for its transport
     app.runtime = topology.build(app, settings)
     lifecycle.attach(app, app.runtime)
-    from streams import ingest, web, web_history  # views read the runtime through their app
+    from streams import ingest, web, web_admin, web_history  # views read the runtime via the app
 
     web.register(app)
     ingest.register(app)
     web_history.register(app)
+    web_admin.register(app)
     return app

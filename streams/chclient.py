@@ -2,7 +2,8 @@
 knows the DSN, and nothing else knows whether history lives in embedded chDB or on a server.
 
 ``settings.clickhouse_dsn`` is ``chdb:///abs/path`` (embedded chDB, the default) or
-``http(s)://user:pass@host:port/db``; clickhouse-connect 1.12 opens both from the DSN alone.
+``http(s)://user:pass@host:port/db``; clickhouse-connect 1.12 opens both from the DSN (an
+https:// server with the TLS settings too, :func:`https_options`).
 chDB lets a process open one path only (and only one process may open it), so clients are
 cached per DSN: the worker, its sink and its API share one engine handle. A process claims a
 chDB path with a lock file beside it before opening it, so a second process (another worker,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import clickhouse_connect
@@ -40,9 +42,24 @@ def get_client(settings: Settings) -> Client:
             path = chdb_path(dsn)
             if path is not None:
                 _claim(path)
-            client = clickhouse_connect.get_client(dsn=dsn)
+            client = clickhouse_connect.get_client(dsn=dsn, **https_options(settings))
             _clients[dsn] = client
         return client
+
+
+def https_options(settings: Settings) -> dict[str, Any]:
+    """clickhouse-connect's arguments for an https:// server: TLS itself, whether to check the
+    server's certificate, and against which CA file (without one, the system's CAs).
+
+    ``secure`` is not redundant: clickhouse-connect 1.12 takes TLS from the port (8443, 443),
+    not from the DSN's scheme, so an https:// URL on another port would go out in plain HTTP.
+    """
+    if urlsplit(settings.clickhouse_dsn).scheme != "https":
+        return {}
+    options: dict[str, Any] = {"secure": True, "verify": settings.clickhouse_verify}
+    if settings.clickhouse_ca_file is not None:
+        options["ca_cert"] = str(settings.clickhouse_ca_file)
+    return options
 
 
 def chdb_path(dsn: str) -> str | None:

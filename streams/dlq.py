@@ -19,6 +19,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.structs import OffsetAndMetadata
 
 from streams.engine.errors import Invalid
+from streams.kafka_clients import new_client
 from streams.producer import EventProducer
 
 log = structlog.get_logger(__name__)
@@ -67,8 +68,9 @@ def replay_dead_letters(
     settings = producer.settings
     topic = settings.topic("activity.dlq")
     report = ReplayReport()
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_client(
+        KafkaConsumer,
+        settings,
         group_id=replay_group(settings.app_id),
         client_id=f"{settings.app_id}-dlq-replay",
         enable_auto_commit=False,

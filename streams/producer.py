@@ -24,6 +24,7 @@ from streams.engine.events import Decoder, Event
 from streams.engine.imports import QuotaRow, RosterRow, TeamRow
 from streams.engine.instants import format_instant
 from streams.engine.money import decimal_text
+from streams.kafka_clients import new_client
 from streams.rules import Rules
 from streams.settings import Settings
 
@@ -130,8 +131,9 @@ class EventProducer:
         self.settings = settings
         self.decoder = decoder or Rules.from_settings(settings).decoder
         self._failures: list[Exception] = []
-        self._kafka = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self._kafka = new_client(
+            KafkaProducer,
+            settings,
             client_id=f"{settings.app_id}-producer",
             acks="all",
             enable_idempotence=True,

@@ -23,6 +23,7 @@ from mode import Service
 
 from streams.engine.quotas import QuotaBook
 from streams.engine.roster import Roster
+from streams.kafka_clients import new_client
 from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -92,8 +93,9 @@ class ReferenceMirror(Service):
         self._consumer: AIOKafkaConsumer | None = None
 
     async def on_start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = new_client(
+            AIOKafkaConsumer,
+            self.settings,
             enable_auto_commit=False,
             isolation_level="read_committed",
             auto_offset_reset="earliest",

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streams.auth import ApiToken
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +22,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     """Settings of the worker and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="SPM_", env_file=None, extra="ignore")
+    # Errors name the variable, never its value: some values are secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="SPM_", env_file=None, extra="ignore", hide_input_in_errors=True
+    )
 
     # --- local data (the stack's ports and dirs are tools.settings) -----------------------
     # Relative to the working directory, not the code: an installed package has no repo.
@@ -29,6 +36,18 @@ class Settings(BaseSettings):
 
     # --- Kafka and topics -----------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:29092", description="Bootstrap servers (host:port).")
+    # Transport security of every Kafka client (streams.kafka_clients applies it).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security.protocol of every client."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism (SASL_* protocols)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: FilePath | None = Field(
+        None, description="PEM CA file the brokers' certificates are checked against (*SSL)."
+    )
     app_id: str = Field("spm", description="Faust app id = consumer group and table prefix.")
     topic_prefix: str = Field("spm", description="Prefix of every topic name.")
     partitions: int = Field(4, description="Partitions of every topic the app creates.")
@@ -39,6 +58,18 @@ class Settings(BaseSettings):
         None,
         description="URL other workers reach this worker's API at (default http://<web_host>:"
         "<web_port>); required when web_host is a wildcard such as 0.0.0.0.",
+    )
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="API tokens as hashes, a JSON list of {name, sha256, scopes} (`spm token "
+        "new` makes one); none: the API is open and web_host must be a loopback address.",
+    )
+    api_tokens_file: Path | None = Field(
+        None, description="A JSON file with more tokens in the same form (e.g. a mounted secret)."
+    )
+    metrics_auth: bool = Field(False, description="/metrics needs a token with the read scope.")
+    api_client_token: SecretStr | None = Field(
+        None, description="The bearer token the CLI sends to a worker's API (spm replay --api)."
     )
     max_event_bytes: int = Field(65536, description="Messages larger than this are rejected.")
     strict_types: bool = Field(False, description="Reject event types no metric counts.")
@@ -73,6 +104,12 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = Field(
         None, description="chdb:///path (default <var_dir>/clickhouse) or http://u:p@host:8123/db"
     )
+    clickhouse_ca_file: FilePath | None = Field(
+        None, description="PEM CA file an https:// server's certificate is checked against."
+    )
+    clickhouse_verify: bool = Field(
+        True, description="Check an https:// server's certificate and host name."
+    )
     history_sink: bool = Field(
         True, description="Run the ClickHouse sink inside the worker (false: `spm db sink`)."
     )
@@ -93,6 +130,32 @@ class Settings(BaseSettings):
     ingest_timeout: float = Field(
         10.0, gt=0, description="Seconds to wait for Kafka's acknowledgement before a 503."
     )
+
+    @model_validator(mode="after")
+    def _transport_security_is_whole(self) -> Settings:
+        """Refuse half-configured transport security at load: otherwise a client would fail
+        at its first connection, or a forgotten protocol would silently connect in the clear."""
+        protocol = f"SPM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol}"
+        sasl = {
+            "SPM_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "SPM_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "SPM_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        if self.kafka_security_protocol.startswith("SASL_"):
+            if missing := [name for name, value in sasl.items() if not value]:
+                raise ValueError(f"{protocol} needs {', '.join(missing)}")
+        elif given := [name for name, value in sasl.items() if value]:
+            raise ValueError(
+                f"{', '.join(given)} set, but {protocol} uses no SASL (SASL_SSL or SASL_PLAINTEXT)"
+            )
+        if self.kafka_ssl_cafile and not self.kafka_security_protocol.endswith("SSL"):
+            raise ValueError(f"SPM_KAFKA_SSL_CAFILE set, but {protocol} uses no TLS")
+        https = urlsplit(self.clickhouse_dsn).scheme == "https"
+        if self.clickhouse_ca_file and not https:
+            raise ValueError("SPM_CLICKHOUSE_CA_FILE applies to an https:// SPM_CLICKHOUSE_URL")
+        if self.clickhouse_ca_file and not self.clickhouse_verify:
+            raise ValueError("SPM_CLICKHOUSE_CA_FILE set, but SPM_CLICKHOUSE_VERIFY=false")
+        return self
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as ``activity`` or ``activity.dlq``."""

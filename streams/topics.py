@@ -9,6 +9,7 @@ from __future__ import annotations
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_clients import new_client
 from streams.settings import Settings
 
 _COMPACTED = {"cleanup.policy": "compact"}
@@ -31,7 +32,7 @@ TOPICS: dict[str, tuple[int | None, dict[str, str]]] = {
 
 def ensure_topics(settings: Settings) -> list[str]:
     """Create the app's topics (auto-creation is off on the broker); returns the created names."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="spm-admin")
+    admin = new_client(KafkaAdminClient, settings, client_id="spm-admin")
     try:
         existing = set(admin.list_topics())
         wanted = [

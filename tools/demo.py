@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.engine.periods import PERIOD_TYPES
+from streams.kafka_clients import check_accepted, new_client
 from streams.producer import DeliveryError, EventProducer, encode_event
 from streams.rules import Rules
 from streams.settings import Settings, get_settings
@@ -152,8 +153,9 @@ class DeadLetterCounter:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+        self.consumer = new_client(
+            KafkaConsumer,
+            settings,
             isolation_level="read_committed",
             enable_auto_commit=False,
         )
@@ -429,6 +431,7 @@ def run(
     org = Organisation.generate(seed, regions, teams_per_region, reps_per_team)
     demo = Demo(settings, rules, org, period)
     try:
+        check_accepted(settings)
         ensure_topics(settings)
         poller = Poller(demo.api, org, settings, refresh)
         poller.start()

@@ -14,6 +14,7 @@ from kafka.errors import KafkaError
 from rich.console import Console
 from rich.markup import escape
 
+from streams.kafka_clients import check_accepted
 from streams.producer import DeliveryError, EventProducer
 from streams.settings import Settings
 from streams.topics import ensure_topics
@@ -32,12 +33,13 @@ def fail(message: str) -> typer.Exit:
 
 @contextmanager
 def kafka_producer(settings: Settings, create_topics: bool = True) -> Iterator[EventProducer]:
-    """A producer whose failures (broker down, sends refused) end the command with exit 2.
+    """A producer whose failures (broker down, TLS or login refused, sends refused) exit 2.
 
     The topics are created first if missing (the broker does not auto-create them), so a
     fresh stack accepts imports before the worker ever ran.
     """
     try:
+        check_accepted(settings)  # a refused login or certificate says why, at once
         if create_topics:
             ensure_topics(settings)
         with EventProducer(settings) as producer:

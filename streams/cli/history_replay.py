@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import typer
 from clickhouse_connect.driver.exceptions import ClickHouseError
+from pydantic import SecretStr
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -35,6 +36,7 @@ from rich.progress import (
 from rich.table import Table
 
 from streams import history
+from streams.auth import client_headers
 from streams.chclient import get_client, shown_dsn
 from streams.cli.common import (
     EXIT_OK,
@@ -91,13 +93,17 @@ def store_events(settings: Settings, since: datetime | None) -> Iterator[bytes]:
 
 
 def api_events(
-    url: str, since: datetime | None, page: int = history.REPLAY_PAGE
+    url: str,
+    since: datetime | None,
+    page: int = history.REPLAY_PAGE,
+    token: SecretStr | None = None,
 ) -> Iterator[bytes]:
-    """Canonical events from a worker's ``/api/v1/history/events``, page after page."""
+    """Canonical events from a worker's ``/api/v1/history/events``, page after page (with
+    ``token``, ``SPM_API_CLIENT_TOKEN``, when the worker requires one: scope read)."""
     params: dict[str, str | int] = {"limit": page}
     if since is not None:
         params["since"] = since.isoformat()
-    with httpx.Client(base_url=url, timeout=API_TIMEOUT) as client:
+    with httpx.Client(base_url=url, timeout=API_TIMEOUT, headers=client_headers(token)) as client:
         while True:
             try:
                 response = client.get(EVENTS_PATH, params=params)
@@ -196,7 +202,8 @@ def replay(
             f"owns it): reading the history through the worker API at {escape(api)}"
         )
     origin = shown_dsn(settings) if api is None else f"the worker API at {api}"
-    lines = store_events(settings, start) if api is None else api_events(api, start)
+    token = settings.api_client_token
+    lines = store_events(settings, start) if api is None else api_events(api, start, token=token)
     try:  # the history answers before any topic is touched
         first = next(lines, None)
     except HistoryUnreadable as exc:

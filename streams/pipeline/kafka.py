@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.partitioner import murmur2
 from mode import Service
 
+from streams.kafka_clients import new_client
 from streams.settings import Settings
 
 
@@ -33,8 +34,9 @@ class Producer(Service):
         self._producer: AIOKafkaProducer | None = None
 
     async def on_start(self) -> None:
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+        self._producer = new_client(
+            AIOKafkaProducer,
+            self.settings,
             acks="all",
             enable_idempotence=True,
             linger_ms=5,
@@ -65,8 +67,9 @@ class Producer(Service):
 @asynccontextmanager
 async def partition_reader(settings: Settings) -> AsyncIterator[AIOKafkaConsumer]:
     """A group-less consumer for ``read_partition`` (one per restore, not one per topic)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_client(
+        AIOKafkaConsumer,
+        settings,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 << 20,

@@ -31,7 +31,9 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from mode import Service
 from tenacity import AsyncRetrying, RetryCallState, wait_exponential
 
+from streams.kafka_clients import new_client
 from streams.metrics import SINK_BATCH_ROWS, SINK_FAILURES, SINK_LAG, SINK_ROWS_WRITTEN
+from streams.settings import Settings
 
 Row: TypeAlias = Sequence[Any]
 RowsByTable: TypeAlias = dict[str, list[Row]]
@@ -52,7 +54,7 @@ class BatchingSink(Service):
     def __init__(
         self,
         *,
-        bootstrap: str,
+        settings: Settings,
         group_id: str,
         topics: Sequence[str],
         batch_rows: int,
@@ -62,7 +64,7 @@ class BatchingSink(Service):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.bootstrap = bootstrap
+        self.settings = settings  # the consumer's brokers and transport security
         self.group_id = group_id
         self.topics = tuple(topics)
         self.batch_rows = batch_rows
@@ -94,8 +96,9 @@ class BatchingSink(Service):
 
     # --- service life cycle ------------------------------------------------------------------
     async def on_start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        self._consumer = new_client(
+            AIOKafkaConsumer,
+            self.settings,
             group_id=self.group_id,
             client_id=self.group_id,
             enable_auto_commit=False,

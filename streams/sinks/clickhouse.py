@@ -376,7 +376,6 @@ class ClickHouseSink(BatchingSink):
         client_provider: Callable[[], Client] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.settings = settings
         self.client_provider = client_provider or (lambda: get_client(settings))
         self.cadence = SnapshotCadence(settings.snapshot_interval)
         self._routes = {settings.topic(name): route for name, route in ROUTES.items()}
@@ -384,7 +383,7 @@ class ClickHouseSink(BatchingSink):
         self._routes[settings.topic("activity")] = ("activity_events", accepted_row(decoder))
         self.progress_topic = settings.topic("progress")
         super().__init__(
-            bootstrap=settings.kafka_bootstrap,
+            settings=settings,
             group_id=f"{settings.app_id}-sink",
             topics=[*self._routes, self.progress_topic],
             batch_rows=settings.sink_batch_rows,

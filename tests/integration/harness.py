@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from pydantic import SecretStr
 
+from streams.kafka_clients import new_client
 from streams.settings import REPO_ROOT, Settings
 
 PIPELINE_TOPICS = ("activity", "events", "credits", "buckets")
@@ -52,6 +54,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The SPM_* environment that makes a child process build exactly ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPM_")}
     for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if value is not None:
             env[f"SPM_{name.upper()}"] = str(value)
     return env
@@ -156,9 +160,10 @@ def wait_caught_up(
     """
     names = [settings.topic(t) for t in topics]
     group = group or settings.app_id
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    admin = new_client(KafkaAdminClient, settings)
+    consumer = new_client(
+        KafkaConsumer,
+        settings,
         enable_auto_commit=False,
         isolation_level="read_committed",
     )

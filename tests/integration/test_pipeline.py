@@ -24,6 +24,7 @@ from streams.engine.money import decimal_text
 from streams.engine.quotas import QuotaBook
 from streams.engine.recompute import recompute
 from streams.engine.roster import Roster
+from streams.kafka_clients import new_client
 from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import Settings
@@ -54,7 +55,7 @@ def publish_reference(settings: Settings, sc: scenario.Scenario) -> None:
 
 
 def raw_producer(settings: Settings) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    return new_client(KafkaProducer, settings, acks="all", linger_ms=5)
 
 
 def reference_books(sc: scenario.Scenario) -> tuple[Roster, QuotaBook]:
@@ -117,8 +118,9 @@ def assert_api_equals_recompute(worker: Worker, sc: scenario.Scenario) -> int:
 
 
 def dead_letters(settings: Settings) -> list[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = new_client(
+        KafkaConsumer,
+        settings,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         isolation_level="read_committed",

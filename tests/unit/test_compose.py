@@ -1,9 +1,11 @@
 """docker-compose.yml stays runnable without Docker here: Debian's docker-compose accepts it with
 the variables .env.example names, refuses it while a secret is missing, and it mounts only files
-of this repository, publishes only on loopback and wires the services to each other."""
+of this repository, publishes only on loopback, wires the services to each other and gives the
+workers the API token hashes of .env."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -15,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import REPO_ROOT
+from streams.auth import TokenBook, hash_token, new_token
+from streams.settings import REPO_ROOT, Settings
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -129,6 +132,29 @@ def test_workers_reach_kafka_and_clickhouse_by_service_name(config: dict[str, An
         assert worker["environment"]["SPM_CLICKHOUSE_URL"] == (
             f"http://{credentials}@clickhouse:8123/{env['CLICKHOUSE_DB']}"
         )
+
+
+def test_workers_take_the_api_token_hashes_of_env_as_spm_token_new_prints_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    secret = new_token()
+    entry = {"name": "crm", "sha256": hash_token(secret), "scopes": ["ingest", "read"]}
+    env_file = _env_file(tmp_path, fill_secrets=True)
+    lines = env_file.read_text().splitlines()
+    tokens = f"SPM_API_TOKENS={json.dumps([entry])}"
+    env_file.write_text(
+        "\n".join(tokens if line.startswith("SPM_API_TOKENS=") else line for line in lines)
+    )
+
+    done = _compose_config(env_file, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    for name in WORKERS:
+        environment = yaml.safe_load(done.stdout)["services"][name]["environment"]
+        monkeypatch.setenv("SPM_API_TOKENS", environment["SPM_API_TOKENS"])  # as the worker
+        found = TokenBook(Settings().api_tokens).authenticate(secret)
+        assert found is not None and found.scopes == {"ingest", "read"}
+        assert environment.get("SPM_METRICS_AUTH", "false") == "false"  # Prometheus scrapes
 
 
 def test_each_worker_advertises_its_own_reachable_url_and_keeps_its_own_data(
