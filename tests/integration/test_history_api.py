@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from streams.chclient import close_clients, get_client
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.pace import Figures
+from streams.kafka_clients import new_client
 from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
 from streams.sinks.clickhouse import ROUTES
@@ -67,7 +69,9 @@ def live(
     tmp = tmp_path_factory.mktemp("history")
     prefix = f"t{uuid.uuid4().hex[:8]}"  # as ``unique_prefix``, for the whole module
     # Held snapshots reach ClickHouse (and the sink commits past them) within a second.
-    settings = worker_settings(stack, prefix, tmp, snapshot_interval=0.5, sink_batch_seconds=0.5)
+    settings = worker_settings(
+        stack, prefix, tmp, snapshot_interval=0.5, sink_batch_seconds=0.5, publish_interval=0.5
+    )
     ensure_topics(settings)
     worker = Worker(settings, tmp / "worker.log")
     try:
@@ -79,6 +83,7 @@ def live(
                 producer.send(settings.topic("activity"), raw)
             producer.flush()
         wait_caught_up(settings, worker=worker)
+        wait_published(settings, worker)
         wait_sink_caught_up(settings, worker)
         yield Live(
             settings,
@@ -92,6 +97,25 @@ def live(
         worker.stop()
         close_clients()
         kafka_admin.delete_topics([t for t in kafka_admin.list_topics() if t.startswith(prefix)])
+
+
+def wait_published(settings: Settings, worker: Worker, quiet: float = 3.0) -> None:
+    """The publisher writes progress on its interval after the batches: wait until the
+    progress topic has not grown for ``quiet`` seconds (several intervals)."""
+    consumer = new_client(KafkaConsumer, settings)
+    try:
+        topic = settings.topic("progress")
+        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        deadline = time.monotonic() + 120
+        ends, since = consumer.end_offsets(tps), time.monotonic()
+        while time.monotonic() - since < quiet:
+            assert time.monotonic() < deadline, f"progress still growing\n{worker.log_tail()}"
+            time.sleep(0.5)
+            now = consumer.end_offsets(tps)
+            if now != ends:
+                ends, since = now, time.monotonic()
+    finally:
+        consumer.close()
 
 
 def wait_sink_caught_up(settings: Settings, worker: Worker | None = None) -> None:
