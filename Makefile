@@ -55,13 +55,18 @@ lint: venv
 	$(VENV)/bin/hadolint Dockerfile
 
 # The edit-test loop: lint, types, unit tests and the in-process agent test.
+# Both run test modules in parallel (pytest-xdist, --dist loadfile: a module stays on one
+# worker, so its module-scoped fixtures start worker processes once). tests/conftest.py puts
+# the slowest modules first and hands out the modules that must not overlap together;
+# --no-loadscope-reorder keeps that order. -n as measured on 2 cores (issue 15): the tests
+# mostly wait on Kafka and worker processes; more processes than these only add contention.
 check: lint stack-up
 	$(VENV)/bin/mypy streams
-	$(VENV)/bin/pytest -q tests/unit tests/integration/test_in_process.py
+	$(VENV)/bin/pytest -q -n 3 --dist loadfile --no-loadscope-reorder tests/unit tests/integration/test_in_process.py
 
 test: lint stack-up
 	$(VENV)/bin/mypy streams
-	$(VENV)/bin/pytest -q tests/
+	$(VENV)/bin/pytest -q -n 5 --dist loadfile --no-loadscope-reorder tests/
 
 # The main job: stack, worker (background, log in var/log/worker-demo.log), synthetic
 # organisation and traffic with a live leaderboard for DURATION seconds, then a summary.
