@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-#: Test modules (from the repository root) by how long they take, the slowest first. Measured
-#: under ``make test``; a module that does not exist is ignored.
+#: Test modules (from the repository root) by how long they take, the slowest first, as
+#: measured under ``make test`` (the last four are the slow ones of ``make check``). A module
+#: that does not exist is ignored.
 SLOW_MODULES = (
     "tests/integration/test_dashboards_live.py",
     "tests/integration/test_pipeline.py",
@@ -34,10 +35,10 @@ SLOW_MODULES = (
     "tests/integration/test_sasl_ssl.py",
     "tests/integration/test_dashboards.py",
     "tests/integration/test_history_api.py",
-    "tests/unit/engine/test_properties.py",
     "tests/unit/engine/test_decoder_schema.py",
     "tests/unit/observability/test_alertmanager.py",
     "tests/integration/test_in_process.py",
+    "tests/unit/engine/test_properties.py",
 )
 
 #: ``test_stack.py`` brings the shared stack ``up`` again, which reloads its Prometheus and
