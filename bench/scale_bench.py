@@ -948,6 +948,16 @@ def main() -> None:
                     if len(text) > 8000:
                         text = f"{text[:2000]}\n[…]\n{text[-6000:]}"
                     runs["failover"]["error"] = text
+                    # The cause is usually in a worker's log, not in the tail of the message.
+                    runs["failover"]["crashes"] = sorted(
+                        {
+                            line
+                            for name, found in log_errors(log_dir).items()
+                            if "-failover-" in name
+                            for line in found["distinct"]
+                            if "Crashed reason" in line
+                        }
+                    )
         finally:
             if not args.keep_topics:
                 cleanup(base, run_id)
@@ -1012,6 +1022,7 @@ def main() -> None:
             "session_timeout_s": kill.get("session_timeout_s"),
             "failover_valid": (fail.get("check") or {}).get("valid"),
             "failover_error": (fail.get("error") or "").split("\n", 1)[0] or None,
+            "failover_crashes": fail.get("crashes"),
             "events": args.events,
             "reps": args.reps,
             "rounds": args.rounds,
