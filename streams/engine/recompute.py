@@ -4,7 +4,7 @@ Deliberately written the plain way and sharing no code with the ledger, postings
 contribution book: keep the first event of each (source, id), take each deal's latest win
 and latest retraction by (time, id, source), and sum every credit directly. If the
 incremental path and this one disagree for any scope, metric or period, one has a bug.
-It reuses only the inputs' own rules (calendar labels, roster lookups, quota targets).
+It reuses only the inputs' own rules (calendar labels, the roll-up rule, quota targets).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from streams.engine.money import Rates
 from streams.engine.pace import Figures, Thresholds, figures
 from streams.engine.periods import Calendar
 from streams.engine.quotas import QuotaBook
+from streams.engine.rollup import teams_for
 from streams.engine.roster import Roster
 
 FigureKey = tuple[str, str, str, str]
@@ -53,8 +54,9 @@ def recompute(
             values[(scope, scope_id, metric, label)] += amount
 
     def teams_of(rep: str, t: datetime) -> tuple[str, ...]:
-        team = roster.team_at(rep, t)
-        return roster.lineage(team) if team else ()
+        day = calendar.parse(calendar.labels_at(t)[0])
+        assert not isinstance(day, Invalid)
+        return teams_for(roster, rep, day.end)
 
     deals: dict[str, list[Event]] = defaultdict(list)
     for e in first.values():

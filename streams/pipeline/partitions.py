@@ -18,7 +18,14 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.engine.tally import MALFORMED, BucketState, CreditState, Effects, Tally
+from streams.engine.tally import (
+    MALFORMED,
+    BucketState,
+    CreditState,
+    Effects,
+    Tally,
+    claim_records,
+)
 from streams.pipeline.kafka import partition_reader, read_partition
 from streams.pipeline.outputs import Outputs, settle
 from streams.reference import ReferenceData
@@ -137,9 +144,11 @@ class Partitions:
         epoch = max((doc["v"][0] for doc in newest.values()), default=0)
         tally.epoch = epoch + 1
         await settle(await self.outputs.records(tally, {EPOCH_KEY: {}}))
-        tally.next_batch()
         fx = Effects()
+        tally.next_batch(fx)
         tally.resend_all(fx)
+        if fx.claims:
+            await settle(await self.outputs.records(tally, claim_records(fx.claims)))
         await settle(await self.outputs.effects(tally, fx))
         log.info(
             "partition restored",

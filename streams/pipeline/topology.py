@@ -106,6 +106,7 @@ def build(app: faust.App, settings: Settings) -> Runtime:
     @_survives
     async def publish() -> None:
         if mirror.ready.is_set():
+            await stage.follow_roster()
             await publisher.flush()
 
     @app.timer(interval=settings.alert_interval)
