@@ -130,6 +130,15 @@ class LiveViews:
             every.update(owned.tally.scopes())
         return {s for s in every if self.partition_of(s) in self.partitions.owned}
 
+    def unassigned_reps(self) -> list[str]:
+        """Reps with credit in the owned partitions who are not on the roster."""
+        roster = self.reference.roster
+        return sorted(
+            scope_id
+            for kind, scope_id in self.scopes()
+            if kind == "rep" and roster.rep_name(scope_id) is None
+        )
+
     def leaderboard(
         self,
         metric: str,

@@ -25,7 +25,8 @@ teams). Every other series here is independent of the number of reps (a few hund
 exports only the reps of the partitions it owns: on a rebalance it calls
 :meth:`QuotaExporter.forget_where` for what it lost, so no stale or duplicate series remain.
 
-Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``CONSUMER_LAG``,
+Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``UNASSIGNED_REPS``,
+``CONSUMER_LAG``,
 ``ALERTS_EMITTED``, ``WORKER_UP`` and ``SINK_*`` objects below, plus Faust's own sensor metrics
 (``spm_faust_*``, see :func:`faust_monitor`) and the process/platform collectors.
 """
@@ -245,6 +246,12 @@ TABLE_KEYS: Final = Gauge(
     "spm_table_keys",
     "Entries of each part of the state this worker holds (rep_days, dedupe_ids, deals, ...).",
     ["table"],
+    registry=REGISTRY,
+)
+UNASSIGNED_REPS: Final = Gauge(
+    "spm_unassigned_reps",
+    "Reps with credit in this worker's partitions who are not on the roster (their team "
+    "credit counts for the team 'unassigned' until they are added).",
     registry=REGISTRY,
 )
 CONSUMER_LAG: Final = Gauge(

@@ -246,9 +246,15 @@ class Health(View):
             "tables_restored": restored,
             "partitions": sorted(rt.partitions.owned),
             "reps": len(rt.reference.roster.reps()),
+            "unassigned_reps": _sample(rt.views.unassigned_reps()),
             "state": rt.partitions.state_report(),
         }
         return self.json(body, status=200 if ready else 503)
+
+
+def _sample(reps: list[str], shown: int = 20) -> dict[str, Any]:
+    """How many reps, and the first few ids: enough to act on, bounded in size."""
+    return {"count": len(reps), "first": reps[:shown]}
 
 
 class Metrics(View):

@@ -59,6 +59,7 @@ class Publisher:
         pending, self.pending = self.pending, {}
         for part, entries in self.views.partitions.state_report()["entries"].items():
             metrics.TABLE_KEYS.labels(part).set(entries)
+        metrics.UNASSIGNED_REPS.set(len(self.views.unassigned_reps()))
         work: dict[int, list[tuple[Scope, Any]]] = {
             p: list(scopes.items()) for p, scopes in pending.items()
         }
@@ -96,10 +97,17 @@ class Publisher:
                     figures = _in_periods(owned, changed, current)
                 if changed:
                     sent.extend(await self._progress(owned, scope, changed, now))
-                sent.extend(await self._current(owned, scope, figures, now, statuses))
+                if self._on_roster(scope):
+                    sent.extend(await self._current(owned, scope, figures, now, statuses))
                 await asyncio.sleep(0)  # let the agent run between scopes
             await settle(sent)
             await settle(await self.outputs.records(owned.tally, statuses))
+
+    def _on_roster(self, scope: Scope) -> bool:
+        """Gauges and alerts are labelled with rep ids only of reps on the roster: a rep id
+        from a payload alone must not grow the series without bound (its credit shows in
+        the ``unassigned`` team's series)."""
+        return scope[0] != "rep" or self.reference.roster.rep_name(scope[1]) is not None
 
     def _every(self, current: tuple[Period, ...]) -> list[tuple[Period, str]]:
         return [(period, metric) for period in current for metric in self.views.catalog.names]

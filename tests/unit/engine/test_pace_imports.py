@@ -131,3 +131,11 @@ def test_roster_and_teams_csv() -> None:
     assert [e.path for e in errors] == ["line 4"]
     short, errors = parse_roster_csv("rep_id,name,team_id\nann,Ann,dach\n")
     assert short == [RosterRow("ann", "Ann", "dach", None)] and errors == []
+
+
+def test_the_unassigned_pseudo_team_is_not_a_team_id_imports_accept() -> None:
+    reps, errors = parse_roster_csv("rep_id,name,team_id\nann,Ann,unassigned\nben,Ben,uk\n")
+    assert reps == [RosterRow("ben", "Ben", "uk", None)]
+    assert [(e.path, "reserved" in e.message) for e in errors] == [("line 2", True)]
+    teams, errors = parse_teams_csv("team_id,name,parent_id\nunassigned,U,\nuk,UK,unassigned\n")
+    assert teams == [] and [e.path for e in errors] == ["line 2", "line 3"]
