@@ -6,11 +6,14 @@ The worker counts a generated stream while a third of the reps are not on the ro
 (their credit goes to the team ``unassigned``, shown in ``/healthz``) and no transfer or
 mid-period quota change is known. Then the missing roster rows (the reps, and transfers
 effective weeks before) and the quota changes are published, and nothing else happens: the
-worker's timer re-attributes on its own.
+worker's timer re-attributes on its own. Also with the worker killed and replaced just
+before or just after: a new owner must empty the buckets the old one attributed elsewhere.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,9 +51,13 @@ def _unassigned_calls(worker: Worker) -> str:
     return str(response.json()["metrics"]["calls"]["value"])
 
 
+@pytest.mark.parametrize("crash", ["none", "before", "after"])
 def test_late_roster_and_quota_changes_re_attribute_history(
-    settings: Settings, worker: Worker
+    settings: Settings, worker: Worker, tmp_path: Path, crash: str
 ) -> None:
+    """``crash``: the worker is SIGKILLed and replaced just before the late reference data is
+    published (the new owner restores state attributed with the old roster), or just after
+    (it may or may not have re-attributed and sent the result)."""
     sc = scenario.generate(seed=23)
     late_reps = set(sc.reps[::3])
     early_roster = [r for r in sc.roster if r.effective_from is None and r.rep_id not in late_reps]
@@ -75,13 +82,23 @@ def test_late_roster_and_quota_changes_re_attribute_history(
     assert set(health["unassigned_reps"]["first"]) == late_reps
     assert int(_unassigned_calls(worker)) > 0
 
+    if crash == "before":
+        worker.kill()
     with EventProducer(settings) as producer:
         producer.publish_roster(late_roster)
         producer.publish_quotas(late_quotas)
+    if crash == "after":
+        time.sleep(random.uniform(0.2, 2.0))
+        worker.kill()
+    if crash != "none":
+        worker = Worker(settings, tmp_path / "replacement.log").start()
 
     for attempt in Retrying(stop=stop_after_delay(60), wait=wait_fixed(0.5), reraise=True):
         with attempt:
             assert worker.get("/healthz").json()["unassigned_reps"]["count"] == 0
             assert _unassigned_calls(worker) == "0"
     wait_caught_up(settings, worker=worker)
-    assert assert_api_equals_recompute(worker, sc) > 1000
+    try:
+        assert assert_api_equals_recompute(worker, sc) > 1000
+    finally:
+        worker.stop()
