@@ -3,27 +3,37 @@
 Everything lives on one dedicated :data:`REGISTRY` (not the client's global one), so the worker
 exports exactly the series this module documents and tests can render it in isolation.
 
-Quota series (:class:`QuotaExporter`, one gauge per figure of ``Figures.to_dict()``)::
+Quota series (:class:`QuotaExporter`), a *series budget*: only the raw figures Prometheus cannot
+derive — value and target — and only for the metrics and period types alerts need::
 
-    spm_quota_{value,target,attainment,expected,pace,status}{scope, id, team, metric, period_type}
+    spm_quota_{value,target}{scope, id, team, metric, period_type}
     spm_rep_info{rep, team, name} 1
     spm_rep_last_activity_timestamp_seconds{rep, team}
+    spm_period_expected{period_type}            elapsed fraction of the current period
+    spm_period_business_days_left{period_type}  business days left in it, today included
+    spm_pace_threshold{status}, spm_min_elapsed  the engine's status thresholds
+
+Attainment, pace and status are recording rules in ``deploy/prometheus/rules/spm.yml``
+(``spm:quota_attainment``, ``spm:quota_pace``, ``spm:quota_status``) from these series: the
+elapsed fraction is the same for every scope of a period type, so it is one series per period type
+rather than one per scope. Exact figures (decimals) are the API's and ClickHouse's; Prometheus
+holds floats for alerting and trends.
 
 ``scope`` is ``rep|team|company``; ``id`` the rep id, team id or company id; ``team`` the rep's
 current team (= ``id`` on team series, empty on company series) so rules and Alertmanager can group
 by team; ``metric`` a catalog metric; ``period_type`` one of day|week|month|quarter|year. Only the
 *current* period of each type is exported, so the period label (which would grow forever) is not
 a label. Every label value comes from the roster or the catalog, never from event payloads; the
-rep's display name appears only on ``spm_rep_info`` (one series per rep). ``status`` is coded
-0 = on_track, 1 = at_risk, 2 = behind. Figures the engine reports as null (no target) have no
-series.
+rep's display name appears only on ``spm_rep_info`` (one series per rep). A missing target (no
+quota) has no target series.
 
-Cardinality: per rep 6 gauges × M catalog metrics × 5 period types, plus ``spm_rep_info`` and the
-last-activity gauge. With the shipped catalog (M = 6) that is 6·6·5 + 2 = 182 series per rep, so
-**182,000 series per 1,000 reps**; teams and the company add 180 each (18,000 more for 100
-teams). Every other series here is independent of the number of reps (a few hundred). A worker
-exports only the reps of the partitions it owns: on a rebalance it calls
-:meth:`QuotaExporter.forget_where` for what it lost, so no stale or duplicate series remain.
+Cardinality: per rep 2 figures × M exported metrics × P exported period types, plus
+``spm_rep_info`` and the last-activity gauge. With the defaults (``SPM_METRICS_EXPORTED`` =
+revenue, calls; ``SPM_METRICS_PERIOD_TYPES`` = month, quarter) that is 2·2·2 + 2 = 10 series
+per rep, so **10,000 series per 1,000 reps**; teams and the company add 8 each. Every other series
+here is independent of the number of reps (a few hundred). A worker exports only the reps of the
+partitions it owns: on a rebalance it calls :meth:`QuotaExporter.forget_where` for what it lost,
+so no stale or duplicate series remain.
 
 Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``CONSUMER_LAG``,
 ``ALERTS_EMITTED``, ``WORKER_UP`` and ``SINK_*`` objects below, plus Faust's own sensor metrics
@@ -32,7 +42,7 @@ Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``CONSUME
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -48,6 +58,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from streams.engine.pace import Thresholds
 from streams.engine.scopes import SCOPES
 
 # ``*_created`` series double every counter and histogram for no use on these dashboards.
@@ -57,17 +68,17 @@ REGISTRY: Final = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
-FIGURES: Final = ("value", "target", "attainment", "expected", "pace", "status")
+FIGURES: Final = ("value", "target")
+#: Status codes of the ``spm:quota_status`` recording rule (and the boards' mappings).
 STATUS_CODES: Final = {"on_track": 0, "at_risk": 1, "behind": 2}
 QUOTA_LABELS: Final = ("scope", "id", "team", "metric", "period_type")
+#: The default series budget: the metrics and period types the quota alerts watch.
+EXPORTED_METRICS: Final = ("revenue", "calls")
+EXPORTED_PERIOD_TYPES: Final = ("month", "quarter")
 
 _FIGURE_HELP: Final = {
     "value": "Value of the metric so far in the current period.",
     "target": "Target of the metric for the current period.",
-    "attainment": "value / target (1.0 = target reached).",
-    "expected": "Elapsed fraction of the period (0..1); target × expected is due by now.",
-    "pace": "attainment / expected (below 1.0 = behind the pace the target needs).",
-    "status": "0 = on_track, 1 = at_risk, 2 = behind.",
 }
 
 
@@ -78,7 +89,14 @@ class QuotaExporter:
     remove a scope's series entirely (period roll-over, roster removal, lost partitions).
     """
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        metrics: Iterable[str] = EXPORTED_METRICS,
+        period_types: Iterable[str] = EXPORTED_PERIOD_TYPES,
+    ) -> None:
+        self._budget: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
+        self.configure(metrics, period_types)
         self._gauges = {
             figure: Gauge(f"spm_quota_{figure}", help_, QUOTA_LABELS, registry=registry)
             for figure, help_ in _FIGURE_HELP.items()
@@ -98,6 +116,16 @@ class QuotaExporter:
         self._rep_names: dict[str, str] = {}
         self._activity: dict[str, float] = {}
 
+    def configure(self, metrics: Iterable[str], period_types: Iterable[str]) -> None:
+        """Set the series budget: figures of other metrics or period types are not exported
+        (set once at start, before anything is published)."""
+        self._budget = (frozenset(metrics), frozenset(period_types))
+
+    def exports(self, metric: str, period_type: str) -> bool:
+        """Whether figures of ``metric`` over ``period_type`` are within the series budget."""
+        metrics, period_types = self._budget
+        return metric in metrics and period_type in period_types
+
     def publish(
         self,
         scope: str,
@@ -111,17 +139,16 @@ class QuotaExporter:
 
         ``figures`` is ``Figures.to_dict()``: decimal strings, a status name, or None for
         figures that do not exist (no target) — those series are removed. ``team`` is the rep's
-        current team (rep scope only; a team's series carry their own id).
+        current team (rep scope only; a team's series carry their own id). Figures outside the
+        series budget (:meth:`configure`) are ignored.
         """
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
+        if not self.exports(metric, period_type):
+            return
         key = (scope, scope_id)
         self._set_team(key, team if scope == "rep" else (scope_id if scope == "team" else ""))
-        values = {
-            name: _figure_value(name, raw)
-            for name in FIGURES
-            if (raw := figures.get(name)) is not None
-        }
+        values = {name: float(raw) for name in FIGURES if (raw := figures.get(name)) is not None}
         labels = self._labels(key, metric, period_type)
         for name, gauge in self._gauges.items():
             if name in values:
@@ -199,16 +226,58 @@ class QuotaExporter:
             self._last_activity.remove(rep, self._teams.get(key, ""))
 
 
-def _figure_value(name: str, raw: str) -> float:
-    if name == "status":
-        try:
-            return STATUS_CODES[raw]
-        except KeyError:
-            raise ValueError(f"unknown status {raw!r}") from None
-    return float(raw)
-
-
 QUOTAS: Final = QuotaExporter(REGISTRY)
+
+PERIOD_EXPECTED: Final = Gauge(
+    "spm_period_expected",
+    "Elapsed fraction of the current period (0..1, by business days with SPM_BUSINESS_DAYS); "
+    "target × this is due by now.",
+    ["period_type"],
+    registry=REGISTRY,
+)
+PERIOD_BUSINESS_DAYS_LEFT: Final = Gauge(
+    "spm_period_business_days_left",
+    "Business days left in the current period, today included (weekends and the holidays of "
+    "SPM_HOLIDAY_COUNTRY excluded).",
+    ["period_type"],
+    registry=REGISTRY,
+)
+PACE_THRESHOLD: Final = Gauge(
+    "spm_pace_threshold",
+    "Pace below which a figure is at_risk / behind (SPM_AT_RISK_PACE, SPM_BEHIND_PACE).",
+    ["status"],
+    registry=REGISTRY,
+)
+MIN_ELAPSED: Final = Gauge(
+    "spm_min_elapsed",
+    "Elapsed fraction of a period before which nothing is behind (SPM_MIN_ELAPSED).",
+    registry=REGISTRY,
+)
+
+CELEBRATIONS: Final = Counter(
+    "spm_celebrations",
+    "Milestones (target, stretch) Alertmanager accepted, by scope.",
+    ["scope", "milestone"],
+    registry=REGISTRY,
+)
+
+
+def configure_quotas(
+    exported: Sequence[str],
+    period_types: Sequence[str],
+    catalog: Iterable[str],
+    thresholds: Thresholds,
+) -> None:
+    """Set the worker's series budget (SPM_METRICS_EXPORTED, SPM_METRICS_PERIOD_TYPES) and
+    export the status thresholds the recording rules use; a metric the catalog does not know
+    is refused (a typo would silently export nothing)."""
+    if unknown := sorted(set(exported) - set(catalog)):
+        raise ValueError(f"SPM_METRICS_EXPORTED names metrics not in the catalog: {unknown}")
+    QUOTAS.configure(exported, period_types)
+    PACE_THRESHOLD.labels("behind").set(float(thresholds.behind))
+    PACE_THRESHOLD.labels("at_risk").set(float(thresholds.at_risk))
+    MIN_ELAPSED.set(float(thresholds.min_elapsed))
+
 
 # --- pipeline health ------------------------------------------------------------------------
 
