@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prommodel
 
 from streams import history
-from streams.engine.periods import PERIOD_TYPES
 from streams.metrics import STATUS_CODES
 from streams.settings import Settings
 
@@ -116,6 +114,18 @@ def prom(
     return query
 
 
+#: Where each figure lives in Prometheus: value and target are exported by the worker, the
+#: rest recorded from them (the series budget, deploy/prometheus/rules/spm.yml).
+QUOTA_SERIES = {
+    "value": "spm_quota_value",
+    "target": "spm_quota_target",
+    "attainment": "spm:quota_attainment",
+    "pace": "spm:quota_pace",
+    "status": "spm:quota_status",
+}
+EXPECTED = "max by (period_type) (spm_period_expected)"
+
+
 def quota(figure: str, scope: str, **matchers: str) -> str:
     """A quota-series selector for the board's metric and period type variables."""
     labels = {"scope": scope, "metric": "$metric", "period_type": "$period_type", **matchers}
@@ -123,7 +133,12 @@ def quota(figure: str, scope: str, **matchers: str) -> str:
         f'{name}=~"{value[1:]}"' if value.startswith("~") else f'{name}="{value}"'
         for name, value in labels.items()
     )
-    return f"spm_quota_{figure}{{{body}}}"
+    return f"{QUOTA_SERIES[figure]}{{{body}}}"
+
+
+def due_by_now(scope: str, **matchers: str) -> str:
+    """target × the elapsed fraction of the period: what the target needs by now."""
+    return f"{quota('target', scope, **matchers)} * on (period_type) group_left () {EXPECTED}"
 
 
 def with_rep_names(expr: str) -> str:
@@ -249,15 +264,6 @@ def link(title: str, url: str) -> model.DashboardLink:
     return dashboard.DashboardLink(title).url(url).build()
 
 
-def custom_variable(name: str, label: str, values: Iterable[str], current: str) -> Any:
-    return (
-        dashboard.CustomVariable(name)
-        .label(label)
-        .values(",".join(values))
-        .current(model.VariableOption(selected=True, text=current, value=current))
-    )
-
-
 def prometheus_variable(name: str, label: str, query: str) -> dashboard.QueryVariable:
     return (
         dashboard.QueryVariable(name)
@@ -270,7 +276,10 @@ def prometheus_variable(name: str, label: str, query: str) -> dashboard.QueryVar
 
 
 def period_type_variable() -> Any:
-    return custom_variable("period_type", "Period", PERIOD_TYPES, "month")
+    """The period types the worker exports (SPM_METRICS_PERIOD_TYPES), month first."""
+    return prometheus_variable(
+        "period_type", "Period", "label_values(spm_quota_target, period_type)"
+    ).current(model.VariableOption(selected=True, text="month", value="month"))
 
 
 def metric_variable() -> dashboard.QueryVariable:
@@ -570,8 +579,7 @@ def rep_drilldown() -> dashboard.Dashboard:
             )
             .with_target(
                 prom(
-                    f"max by (metric) ({quota('target', 'rep', **rep, **by_metric)} "
-                    f"* {quota('expected', 'rep', **rep, **by_metric)})",
+                    f"max by (metric) ({due_by_now('rep', **rep, **by_metric)})",
                     instant=True,
                     ref_id="C",
                 )
@@ -679,7 +687,7 @@ def rep_drilldown() -> dashboard.Dashboard:
             .with_target(prom(f"max({quota('value', 'rep', **rep)})", "value", ref_id="A"))
             .with_target(
                 prom(
-                    f"max({quota('target', 'rep', **rep)} * {quota('expected', 'rep', **rep)})",
+                    f"max({due_by_now('rep', **rep)})",
                     "expected by now",
                     ref_id="B",
                 )

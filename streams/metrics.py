@@ -42,7 +42,8 @@ Pipeline health: the ``EVENTS_*``, ``EVENT_TIME_LAG``, ``TABLE_KEYS``, ``CONSUME
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Final
 
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
@@ -51,12 +52,14 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
+    Metric,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 from streams.engine.pace import Thresholds
 from streams.engine.scopes import SCOPES
@@ -76,45 +79,50 @@ QUOTA_LABELS: Final = ("scope", "id", "team", "metric", "period_type")
 EXPORTED_METRICS: Final = ("revenue", "calls")
 EXPORTED_PERIOD_TYPES: Final = ("month", "quarter")
 
-_FIGURE_HELP: Final = {
-    "value": "Value of the metric so far in the current period.",
-    "target": "Target of the metric for the current period.",
+_HELP: Final = {
+    "spm_quota_value": "Value of the metric so far in the current period.",
+    "spm_quota_target": "Target of the metric for the current period.",
+    "spm_rep_info": "Roster data of a rep; join on rep for names.",
+    "spm_rep_last_activity_timestamp_seconds": (
+        "Event time of the rep's latest activity event (0 = none seen)."
+    ),
 }
+_FAMILIES: Final = tuple(_HELP)
+Key = tuple[str, str]  # (scope, id)
 
 
 class QuotaExporter:
-    """Keeps the quota gauges equal to the figures of the scopes this worker owns.
+    """Keeps the quota series equal to the figures of the scopes this worker owns.
 
     It remembers what it exported, so it can move a rep's series when the rep changes team and
     remove a scope's series entirely (period roll-over, roster removal, lost partitions).
+
+    These are nearly all of a worker's series (10 per rep at the defaults: 100,000 for 10,000
+    reps), so they are not prometheus-client gauges: :meth:`exposition` writes the text format
+    itself from lines rendered once per scope when its figures change, which keeps ``/metrics``
+    of 10,000 reps well under a second (``bench/metrics_bench.py``). As a collector
+    (:meth:`collect`) it also serves generic readers (tests, ``ALL``).
     """
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None = None,
         metrics: Iterable[str] = EXPORTED_METRICS,
         period_types: Iterable[str] = EXPORTED_PERIOD_TYPES,
     ) -> None:
         self._budget: tuple[frozenset[str], frozenset[str]] = (frozenset(), frozenset())
         self.configure(metrics, period_types)
-        self._gauges = {
-            figure: Gauge(f"spm_quota_{figure}", help_, QUOTA_LABELS, registry=registry)
-            for figure, help_ in _FIGURE_HELP.items()
-        }
-        self._rep_info = Info(
-            "spm_rep", "Roster data of a rep; join on rep for names.", ["rep"], registry=registry
-        )
-        self._last_activity = Gauge(
-            "spm_rep_last_activity_timestamp_seconds",
-            "Event time of the rep's latest activity event (0 = none seen).",
-            ["rep", "team"],
-            registry=registry,
-        )
+        self._lock = threading.Lock()
         # (scope, id) -> team label; (scope, id) -> (metric, period_type) -> figure -> value.
-        self._teams: dict[tuple[str, str], str] = {}
-        self._figures: dict[tuple[str, str], dict[tuple[str, str], dict[str, float]]] = {}
+        self._teams: dict[Key, str] = {}
+        self._figures: dict[Key, dict[tuple[str, str], dict[str, float]]] = {}
         self._rep_names: dict[str, str] = {}
         self._activity: dict[str, float] = {}
+        # (scope, id) -> family -> its exposition lines; re-rendered for the dirty keys.
+        self._lines: dict[Key, dict[str, str]] = {}
+        self._dirty: set[Key] = set()
+        if registry is not None:
+            registry.register(self)
 
     def configure(self, metrics: Iterable[str], period_types: Iterable[str]) -> None:
         """Set the series budget: figures of other metrics or period types are not exported
@@ -137,96 +145,133 @@ class QuotaExporter:
     ) -> None:
         """Export the current-period figures of one scope and metric.
 
-        ``figures`` is ``Figures.to_dict()``: decimal strings, a status name, or None for
-        figures that do not exist (no target) — those series are removed. ``team`` is the rep's
-        current team (rep scope only; a team's series carry their own id). Figures outside the
-        series budget (:meth:`configure`) are ignored.
+        ``figures`` is ``Figures.to_dict()``: decimal strings, or None for figures that do not
+        exist (no target) — those series are removed. ``team`` is the rep's current team (rep
+        scope only; a team's series carry their own id). Figures outside the series budget
+        (:meth:`configure`) are ignored.
         """
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
         if not self.exports(metric, period_type):
             return
         key = (scope, scope_id)
-        self._set_team(key, team if scope == "rep" else (scope_id if scope == "team" else ""))
         values = {name: float(raw) for name in FIGURES if (raw := figures.get(name)) is not None}
-        labels = self._labels(key, metric, period_type)
-        for name, gauge in self._gauges.items():
-            if name in values:
-                gauge.labels(*labels).set(values[name])
-            else:
-                gauge.remove(*labels)
-        self._figures.setdefault(key, {})[(metric, period_type)] = values
+        with self._lock:
+            self._set_team(key, team if scope == "rep" else (scope_id if scope == "team" else ""))
+            held = self._figures.setdefault(key, {})
+            if held.get((metric, period_type)) != values:  # a tick re-publishes everything
+                held[(metric, period_type)] = values
+                self._dirty.add(key)
 
     def set_rep_info(self, rep: str, name: str, team: str) -> None:
         """Export a rep's name and team; a rep without activity yet reports last activity 0."""
-        self._set_team(("rep", rep), team)
-        self._rep_names[rep] = name
-        self._rep_info.labels(rep).info({"name": name, "team": team})
-        self._activity.setdefault(rep, 0.0)
-        self._last_activity.labels(rep, team).set(self._activity[rep])
+        with self._lock:
+            key = ("rep", rep)
+            self._set_team(key, team)
+            self._rep_names[rep] = name
+            self._activity.setdefault(rep, 0.0)
+            self._dirty.add(key)
 
     def record_activity(self, rep: str, event_time: float) -> None:
         """Note an activity event of ``rep`` at ``event_time`` (epoch seconds); late events
         never move the timestamp back."""
-        latest = max(self._activity.get(rep, 0.0), event_time)
-        self._activity[rep] = latest
-        self._last_activity.labels(rep, self._teams.get(("rep", rep), "")).set(latest)
+        with self._lock:
+            latest = max(self._activity.get(rep, 0.0), event_time)
+            if self._activity.get(rep) != latest:
+                self._activity[rep] = latest
+                self._dirty.add(("rep", rep))
 
     def forget(self, scope: str, scope_id: str) -> None:
         """Remove every series of one scope id (for a rep: also its info and last activity)."""
-        key = (scope, scope_id)
-        self._unexport(key)
-        self._figures.pop(key, None)
-        self._teams.pop(key, None)
-        if scope == "rep":
-            self._rep_names.pop(scope_id, None)
-            self._activity.pop(scope_id, None)
+        with self._lock:
+            self._forget((scope, scope_id))
 
     def forget_where(self, predicate: Callable[[str, str], bool]) -> int:
         """Forget every scope id for which ``predicate(scope, id)`` holds; returns how many.
 
         After a rebalance: ``forget_where(lambda scope, id: (scope, id) not in still_owned)``.
         """
-        known = set(self._figures) | set(self._teams) | {("rep", rep) for rep in self._activity}
-        doomed = [key for key in known if predicate(*key)]
-        for scope, scope_id in doomed:
-            self.forget(scope, scope_id)
-        return len(doomed)
+        with self._lock:
+            known = set(self._figures) | set(self._teams) | {("rep", rep) for rep in self._activity}
+            doomed = [key for key in known if predicate(*key)]
+            for key in doomed:
+                self._forget(key)
+            return len(doomed)
 
-    def _labels(self, key: tuple[str, str], metric: str, period_type: str) -> tuple[str, ...]:
+    def exposition(self) -> bytes:
+        """The text exposition (format 0.0.4) of every quota series."""
+        with self._lock:
+            for key in self._dirty:
+                self._lines[key] = self._render(key)
+            self._dirty.clear()
+            out = []
+            for family in _FAMILIES:
+                out.append(f"# HELP {family} {_HELP[family]}\n# TYPE {family} gauge\n")
+                out.extend(lines[family] for lines in self._lines.values() if family in lines)
+        return "".join(out).encode()
+
+    def collect(self) -> Iterator[Metric]:
+        """The same series as metric families, for prometheus-client readers."""
+        text = self.exposition().decode()
+        yield from text_string_to_metric_families(text)
+
+    def describe(self) -> list[Metric]:
+        return [Metric(family, _HELP[family], "gauge") for family in _FAMILIES]
+
+    def _forget(self, key: Key) -> None:
+        self._figures.pop(key, None)
+        self._teams.pop(key, None)
+        self._lines.pop(key, None)
+        self._dirty.discard(key)
         scope, scope_id = key
-        return (scope, scope_id, self._teams.get(key, ""), metric, period_type)
+        if scope == "rep":
+            self._rep_names.pop(scope_id, None)
+            self._activity.pop(scope_id, None)
 
-    def _set_team(self, key: tuple[str, str], team: str | None) -> None:
-        """Record the team label of a scope id, moving its series when the team changed."""
-        if team is None or self._teams.get(key) == team:
-            return
-        self._unexport(key)
-        self._teams[key] = team
-        for (metric, period_type), values in self._figures.get(key, {}).items():
-            labels = self._labels(key, metric, period_type)
+    def _set_team(self, key: Key, team: str | None) -> None:
+        """Record the team label of a scope id (its lines are re-rendered under it)."""
+        if team is not None and self._teams.get(key) != team:
+            self._teams[key] = team
+            self._dirty.add(key)
+
+    def _render(self, key: Key) -> dict[str, str]:
+        """The exposition lines of one scope id, per family."""
+        scope, scope_id = key
+        team = self._teams.get(key, "")
+        lines: dict[str, str] = {}
+        head = f'scope="{_escape(scope)}",id="{_escape(scope_id)}",team="{_escape(team)}"'
+        for (metric, period_type), values in sorted(self._figures.get(key, {}).items()):
+            labels = f'{head},metric="{_escape(metric)}",period_type="{_escape(period_type)}"'
             for name, value in values.items():
-                self._gauges[name].labels(*labels).set(value)
-        scope, rep = key
+                family = f"spm_quota_{name}"
+                line = f"{family}{{{labels}}} {floatToGoString(value)}\n"
+                lines[family] = lines.get(family, "") + line
         if scope == "rep":
-            if rep in self._rep_names:
-                self._rep_info.labels(rep).info({"name": self._rep_names[rep], "team": team})
-            if rep in self._activity:
-                self._last_activity.labels(rep, team).set(self._activity[rep])
+            rep = f'rep="{_escape(scope_id)}"'
+            if scope_id in self._rep_names:
+                name = _escape(self._rep_names[scope_id])
+                lines["spm_rep_info"] = (
+                    f'spm_rep_info{{{rep},name="{name}",team="{_escape(team)}"}} 1.0\n'
+                )
+            if scope_id in self._activity:
+                family = "spm_rep_last_activity_timestamp_seconds"
+                at = floatToGoString(self._activity[scope_id])
+                lines[family] = f'{family}{{{rep},team="{_escape(team)}"}} {at}\n'
 
-    def _unexport(self, key: tuple[str, str]) -> None:
-        """Remove the series of a scope id from the gauges, keeping the remembered figures."""
-        for metric, period_type in self._figures.get(key, {}):
-            labels = self._labels(key, metric, period_type)
-            for gauge in self._gauges.values():
-                gauge.remove(*labels)
-        scope, rep = key
-        if scope == "rep":
-            self._rep_info.remove(rep)
-            self._last_activity.remove(rep, self._teams.get(key, ""))
+        return lines
 
 
-QUOTAS: Final = QuotaExporter(REGISTRY)
+def _escape(value: str) -> str:
+    """A label value as the text format wants it (backslash, double quote, newline escaped)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+QUOTAS: Final = QuotaExporter()
+#: Every series of the worker in one registry, for generic readers (tests serving it with
+#: prometheus-client's HTTP server); the ``/metrics`` route uses :func:`render`.
+ALL: Final = CollectorRegistry(auto_describe=False)
+ALL.register(REGISTRY)
+ALL.register(QUOTAS)
 
 PERIOD_EXPECTED: Final = Gauge(
     "spm_period_expected",
@@ -384,5 +429,6 @@ def faust_monitor() -> PrometheusMonitor:
 
 
 def render() -> bytes:
-    """The exposition text of :data:`REGISTRY` for the ``/metrics`` route."""
-    return generate_latest(REGISTRY)
+    """The exposition text of every series for the ``/metrics`` route: the quota series
+    written by :meth:`QuotaExporter.exposition`, the rest by prometheus-client."""
+    return generate_latest(REGISTRY) + QUOTAS.exposition()
