@@ -6,6 +6,7 @@ Every field has a documented default that works on a fresh clone with the local 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -127,8 +128,10 @@ class Settings(BaseSettings):
     )
     @classmethod
     def _comma_list(cls, value: object) -> object:
-        """``revenue,calls`` from the environment; an empty string is an empty list."""
+        """``revenue,calls`` (or a JSON list) from the environment; "" is an empty list."""
         if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
