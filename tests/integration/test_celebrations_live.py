@@ -236,7 +236,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         assert worker.process is not None and worker.process.returncode == 0, worker.log_tail()
         worker.start(timeout=120)
         health = worker.get("/healthz").json()
-        assert health["entries"]["milestones"] == 3, health  # r-1, t-1, the company
+        assert health["state"]["entries"]["milestones"] == 3, health  # r-1, t-1, the company
         time.sleep(5 * settings.alert_interval)  # several re-evaluations of every figure
         assert _celebrations(worker) == 0
         time.sleep(15)  # Alertmanager's group_wait of the celebrations route and some
