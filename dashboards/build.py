@@ -40,7 +40,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prommodel
 
-from streams import history
+from streams import current_figures, history
 from streams.metrics import STATUS_CODES
 from streams.settings import Settings
 
@@ -216,6 +216,15 @@ def pace_thresholds() -> dashboard.ThresholdsConfig:
     )
 
 
+def attainment_column() -> list[model.DynamicConfigValue]:
+    """A table column of attainments (value / target) as a percent gauge up to 100 %."""
+    return [
+        model.DynamicConfigValue("unit", "percentunit"),
+        model.DynamicConfigValue("custom.cellOptions", {"type": "gauge", "mode": "basic"}),
+        model.DynamicConfigValue("max", 1),
+    ]
+
+
 def pace_column() -> list[model.DynamicConfigValue]:
     """A table column of paces, coloured by the pace thresholds."""
     return [
@@ -310,7 +319,6 @@ def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
 # --- Sales floor ----------------------------------------------------------------------------------
 def sales_floor() -> dashboard.Dashboard:
     team = {"team": "~$team"}
-    rep_attainment = with_rep_names(f"max by (id, team) ({quota('attainment', 'rep', **team)})")
     behind = f"max by (id, team) ({quota('status', 'rep', **team)}) >= 1"
     return (
         base(
@@ -324,7 +332,6 @@ def sales_floor() -> dashboard.Dashboard:
         .with_variable(metric_variable())
         .with_variable(
             prometheus_variable("team", "Team", 'label_values(spm_quota_value{scope="team"}, id)')
-            .multi(True)
             .include_all(True)
             .all_value(".*")
         )
@@ -369,18 +376,33 @@ def sales_floor() -> dashboard.Dashboard:
         )
         .with_row(dashboard.Row("Teams"))
         .with_panel(
-            bargauge_panel()
-            .title("Team attainment")
+            table_panel()
+            .title("Team standings")
+            .description("Exact figures of the current period from ClickHouse, best first.")
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    f"max by (id) ({quota('attainment', 'team', id='~$team')})",
-                    "{{id}}",
-                    instant=True,
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.TEAM_STANDINGS_SQL,
+                        metric="${metric:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                        team="${team:sqlstring}",
+                    )
                 )
             )
-            .unit("percentunit")
-            .min(0)
-            .max(1)
+            .transformations(
+                merge_and_hide(
+                    rename={
+                        "id": "Team",
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                        "gap": "Gap",
+                        "as_of": "As of",
+                    }
+                )
+            )
+            .override_by_name("Attainment", attainment_column())
             .span(12)
             .height(8)
         )
@@ -401,42 +423,37 @@ def sales_floor() -> dashboard.Dashboard:
         .with_panel(
             table_panel()
             .title("Leaderboard")
-            .description("Reps by attainment; click a name for the rep's board.")
-            .with_target(prom(f"sort_desc({rep_attainment})", instant=True, ref_id="A"))
-            .with_target(
-                prom(
-                    with_rep_names(f"max by (id, team) ({quota('value', 'rep', **team)})"),
-                    instant=True,
-                    ref_id="B",
-                )
+            .description(
+                "Reps by value, exact figures of the current period from ClickHouse; click a "
+                "name for the rep's board."
             )
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    with_rep_names(f"max by (id, team) ({quota('pace', 'rep', **team)})"),
-                    instant=True,
-                    ref_id="C",
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.LEADERBOARD_SQL,
+                        metric="${metric:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                        team="${team:sqlstring}",
+                        until="today() + 1",
+                        limit="100",
+                    )
                 )
             )
             .transformations(
                 merge_and_hide(
+                    "id",
+                    "as_of",
                     rename={
                         "name": "Rep",
                         "team": "Team",
-                        "Value #A": "Attainment",
-                        "Value #B": "Value",
-                        "Value #C": "Pace",
-                    }
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                    },
                 )
             )
-            .override_by_name("Attainment", [model.DynamicConfigValue("unit", "percentunit")])
-            .override_by_name(
-                "Pace",
-                [
-                    model.DynamicConfigValue("thresholds", pace_thresholds().build()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                    model.DynamicConfigValue("decimals", 2),
-                ],
-            )
+            .override_by_name("Attainment", attainment_column())
             .override_by_name(
                 "Rep", [model.DynamicConfigValue("links", [link("Rep board", REP_BOARD_LINK)])]
             )
@@ -562,74 +579,34 @@ def rep_drilldown() -> dashboard.Dashboard:
         .with_panel(
             table_panel()
             .title("Progress vs target")
-            .description("Current period per metric; expected = what the target needs by now.")
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('value', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="A",
-                )
+            .description(
+                "Exact figures of the current period per metric from ClickHouse (as of the last "
+                "change); pace and status beside them move with time (Prometheus)."
             )
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    f"max by (metric) ({quota('target', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="B",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({due_by_now('rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="C",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('attainment', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="D",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('pace', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="E",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('status', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="F",
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.PROGRESS_SQL,
+                        scope="'rep'",
+                        id="${rep:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                    )
                 )
             )
             .transformations(
                 merge_and_hide(
                     rename={
                         "metric": "Metric",
-                        "Value #A": "Value",
-                        "Value #B": "Target",
-                        "Value #C": "Expected by now",
-                        "Value #D": "Attainment",
-                        "Value #E": "Pace",
-                        "Value #F": "Status",
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                        "gap": "Gap",
+                        "as_of": "As of",
                     }
                 )
             )
-            .override_by_name(
-                "Attainment",
-                [
-                    model.DynamicConfigValue("unit", "percentunit"),
-                    model.DynamicConfigValue(
-                        "custom.cellOptions", {"type": "gauge", "mode": "basic"}
-                    ),
-                    model.DynamicConfigValue("max", 1),
-                ],
-            )
-            .override_by_name("Pace", pace_column())
-            .override_by_name("Status", status_column())
+            .override_by_name("Attainment", attainment_column())
             .span(16)
             .height(9)
         )

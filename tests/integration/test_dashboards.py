@@ -211,12 +211,18 @@ def history(tmp_path: Path) -> Iterator[Client]:
                 "gap": None,
             }
         )
-        for scope, scope_id, figures in (("rep", "r-1", BEHIND), ("rep", "r-2", ON_TRACK))
+        for scope, scope_id, figures in (
+            ("rep", "r-1", BEHIND),
+            ("rep", "r-2", ON_TRACK),
+            ("team", "t-emea", BEHIND),
+        )
         for metric in ("revenue", "calls")
         for period_type, period in (("month", MONTH), ("quarter", QUARTER))
         for days in (2, 1, 0)
     ]
     client.insert("progress_snapshots", snapshots, column_names=COLUMNS["progress_snapshots"])
+    # the sink writes every progress message to current_figures too; the newest per key counts
+    client.insert("current_figures", snapshots, column_names=COLUMNS["current_figures"])
     alert = {
         "alert_id": "rep:r-1:revenue:" + MONTH,
         "scope": "rep",

@@ -21,7 +21,7 @@ from dashboards.queries import (
     panels,
     sql_string,
 )
-from streams import history
+from streams import current_figures, history
 from streams.grafana import provisioned_datasources
 
 from .helpers import RULES, exported_series_names, run, tool
@@ -121,6 +121,9 @@ def test_history_panels_run_the_history_modules_sql(boards):
         "Status changes (history)": history.ALERT_HISTORY_SQL,
         "Recent status changes": history.ALERT_HISTORY_SQL,
         "Dead letters by reason (history)": history.REJECTED_BY_REASON_SQL,
+        "Leaderboard": current_figures.LEADERBOARD_SQL,
+        "Team standings": current_figures.TEAM_STANDINGS_SQL,
+        "Progress vs target": current_figures.PROGRESS_SQL,
     }
     for panel, original in reused.items():
         # the original text with each {name:Type} parameter replaced, nothing else changed
