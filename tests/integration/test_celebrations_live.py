@@ -14,7 +14,10 @@ a revenue target. Then:
    saying how much per business day would still reach the target;
 3. the worker is restarted: it restores the milestones from its changelog and celebrates
    nothing again (its ``spm_celebrations_total`` stays 0 through several re-evaluations, and the
-   webhook gets nothing new).
+   webhook gets nothing new);
+4. every panel query of every board returns data from this Prometheus and the worker's chDB,
+   and the exact panels (leaderboard, team standings, the rep's progress, from
+   ``current_figures``) show the API's figures digit for digit.
 
 The webhook port (29095) is the one in the shipped Alertmanager config: a concurrent live-board
 test on the shared stack would hold it, and this test then fails saying so.
@@ -38,6 +41,8 @@ import httpx
 import pytest
 import yaml
 
+from dashboards.queries import BoardRunner, TimeRange, has_data, load_boards, panel_queries
+from streams.chclient import close_clients, get_client
 from streams.engine.imports import QuotaRow, RosterRow, TeamRow
 from streams.producer import EventProducer
 from streams.rules import Rules
@@ -48,6 +53,7 @@ from tools import stack as local_stack
 from tools.settings import StackSettings
 from tools.stack import ALERTMANAGER_CONFIG
 
+EXACT_PANELS = ("Leaderboard", "Team standings", "Progress vs target")
 CELEBRATE = "celebrations"
 WARN = "alerts"
 
@@ -162,6 +168,7 @@ def _feed(settings: Settings, now: datetime) -> None:
                 "data": {"rep_id": "r-1"},
             }
             assert producer.send_event(call) is None
+        producer.send_raw(b"{not json")  # a dead letter for the pipeline board
 
 
 def _celebrations(worker: Worker) -> float:
@@ -187,6 +194,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         alertmanager_url=f"http://127.0.0.1:{own_stack.alertmanager_port}",
     )
     ensure_topics(settings)
+    started = datetime.now(UTC)
     worker = Worker(settings, tmp_path / "worker.log").start(timeout=120)
     try:
         _feed(settings, datetime.now(UTC))
@@ -241,5 +249,76 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         assert _celebrations(worker) == 0
         time.sleep(15)  # Alertmanager's group_wait of the celebrations route and some
         assert sorted(celebrated()) == before
+
+        # (4) the API's exact figures, then the boards (chDB opens once the worker let go)
+        month = Rules.from_settings(settings).calendar.current("month", datetime.now(UTC)).label
+        api = {
+            "leaderboard": worker.get(
+                "/api/v1/leaderboard", metric="calls", period=month, limit=100
+            ).json()["entries"],
+            "team": worker.get("/api/v1/teams/t-1/progress", period=month).json()["metrics"],
+            "rep": worker.get("/api/v1/reps/r-1/progress", period=month).json()["metrics"],
+        }
+        end = datetime.now(UTC)
     finally:
         worker.stop()
+    close_clients()
+    client = get_client(settings)
+    try:
+        shown = _boards(
+            f"http://127.0.0.1:{own_stack.prometheus_port}",
+            lambda sql: client.query(sql).result_rows,
+            TimeRange(started, end),
+        )
+    finally:
+        close_clients()
+    _compare(shown, api)
+
+
+def _boards(
+    prometheus: str, run_sql: Callable[[str], Any], window: TimeRange
+) -> dict[str, list[Any]]:
+    """Every panel query of every board has data; the exact panels' rows by panel title."""
+    empty, exact = [], {}
+    with BoardRunner(prometheus, run_sql, window, scrape_interval=5) as runner:
+        for board in load_boards().values():
+            names = {v["name"] for v in board.get("templating", {}).get("list", [])}
+            values = runner.variables(board, {"rep": "r-1"} if "rep" in names else {})
+            assert values.get("metric", "calls") == "calls", values
+            assert values.get("period_type", "month") == "month", values
+            for query in panel_queries(board):
+                result = runner.run(query, values)
+                if not has_data(result):
+                    empty.append(f"{board['uid']} / {query.panel}: {runner.fill(query, values)}")
+                if query.panel in EXACT_PANELS:
+                    exact[query.panel] = result
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    return exact
+
+
+def _compare(shown: dict[str, list[Any]], api: dict[str, Any]) -> None:
+    """The exact panels show the API's decimals, digit for digit."""
+
+    def same(db: Any, text: str | None) -> bool:
+        return (db is None and text is None) or (
+            db is not None and text is not None and Decimal(db) == Decimal(text)
+        )
+
+    board = [(r[0], r[3], r[4], r[5]) for r in shown["Leaderboard"]]
+    ranked = [
+        (e["rep_id"], e["value"], e["target"], e["attainment"])
+        for e in api["leaderboard"]
+        if Decimal(e["value"]) > 0  # reps without figures this period have no row yet
+    ]
+    assert [row[0] for row in board] == [row[0] for row in ranked], (board, ranked)
+    for (_, *db), (_, *text) in zip(board, ranked, strict=True):
+        assert all(map(same, db, text)), (db, text)
+    [team] = [r for r in shown["Team standings"] if r[0] == "t-1"]
+    calls = api["team"]["calls"]
+    assert all(map(same, team[1:5], [calls[k] for k in ("value", "target", "attainment", "gap")]))
+    progress = {r[0]: r for r in shown["Progress vs target"]}
+    assert set(progress) >= {"calls"}
+    for metric, row in progress.items():
+        figures = api["rep"][metric]
+        wanted = [figures[k] for k in ("value", "target", "attainment", "gap")]
+        assert all(map(same, row[1:5], wanted)), (metric, row, figures)
