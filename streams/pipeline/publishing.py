@@ -146,19 +146,30 @@ class Publisher:
     async def _celebrate(
         self, owned: Owned, reached: dict[str, Celebration], now: datetime
     ) -> dict[str, dict[str, Any]]:
-        """Post the milestones reached to Alertmanager; once it accepted them, remember them
-        (the changelog records returned). Refused or unreachable: the next evaluation of those
-        figures (at the latest the next tick) tries again."""
-        if not reached or not await self.celebrating.alertmanager.post(list(reached.values()), now):
+        """Post the milestones reached to Alertmanager; once it accepted them, the changelog
+        records that remember them. :meth:`_milestones` already raised the levels in memory
+        (so a concurrent tick or flush does not post them too); refused or unreachable, they
+        go back down and the next evaluation (at the latest the next tick) tries again."""
+        if not reached:
             return {}
-        records: dict[str, dict[str, Any]] = {}
+        lowest: dict[str, int] = {}
         for key, celebration in reached.items():
             figure = key.rsplit(":", 1)[0]
-            if celebration.level > owned.milestones.get(figure, 0):
-                owned.milestones[figure] = celebration.level
-                records[f"{MILESTONE_KIND}{SEP}{figure}"] = {MILESTONE_KIND: celebration.level}
+            lowest[figure] = min(lowest.get(figure, celebration.level), celebration.level)
+        if not await self.celebrating.alertmanager.post(list(reached.values()), now):
+            for figure, level in lowest.items():
+                if level > 1:
+                    owned.milestones[figure] = level - 1
+                else:
+                    owned.milestones.pop(figure, None)
+            return {}
+        for celebration in reached.values():
             metrics.CELEBRATIONS.labels(celebration.scope, celebration.milestone).inc()
-        return records
+        return {
+            f"{MILESTONE_KIND}{SEP}{figure}": {MILESTONE_KIND: owned.milestones[figure]}
+            for figure in lowest
+            if figure in owned.milestones
+        }
 
     def _every(self, current: tuple[Period, ...]) -> list[tuple[Period, str]]:
         return [(period, metric) for period in current for metric in self.views.catalog.names]
@@ -236,13 +247,17 @@ class Publisher:
         f: Figures,
         reached: dict[str, Celebration],
     ) -> None:
-        """Note each milestone ``f`` reached above the highest celebrated for that figure."""
+        """Note each milestone ``f`` reached above the highest celebrated (or being
+        celebrated) for that figure."""
         if period.type not in self.celebrating.period_types or f.target is None:
             return
         kind, scope_id = scope
         figure = f"{kind}:{scope_id}:{metric}:{period.label}"
         now_level = milestones.level(f.value, f.target, self.celebrating.stretch)
-        for level in milestones.crossed(owned.milestones.get(figure, 0), now_level):
+        new = milestones.crossed(owned.milestones.get(figure, 0), now_level)
+        if new:
+            owned.milestones[figure] = now_level  # before any await: see _celebrate
+        for level in new:
             reached[f"{figure}:{level}"] = Celebration(
                 scope=kind,
                 id=scope_id,
