@@ -6,7 +6,7 @@ the shipped config) so the shipped rules and routes are the ones under test and 
 stack is left alone. A worker is given a tiny organisation: rep ``r-1`` makes 150 % of a small
 calls target this month (100 % and the 120 % stretch), its team reaches exactly 100 % of its
 own target and so does the company (its target is its team's); rep ``r-2`` has made nothing of
-a revenue target. Then:
+its revenue and calls targets. Then:
 
 1. the celebrations webhook (``/celebrations``, channel ``#sales-wins``) gets the four
    milestones — nothing else arrives there, and no warning arrives there;
@@ -151,6 +151,7 @@ def _feed(settings: Settings, now: datetime) -> None:
         QuotaRow("rep", "r-1", "calls", month, Decimal(2), None),
         QuotaRow("team", "t-1", "calls", month, Decimal(3), None),
         QuotaRow("rep", "r-2", "revenue", month, Decimal("90000"), None),
+        QuotaRow("rep", "r-2", "calls", month, Decimal(40), None),
     ]
     with EventProducer(settings, rules.decoder) as producer:
         producer.publish_teams([TeamRow("t-1", "Team One", None)])
@@ -250,7 +251,21 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         time.sleep(15)  # Alertmanager's group_wait of the celebrations route and some
         assert sorted(celebrated()) == before
 
-        # (4) the API's exact figures, then the boards (chDB opens once the worker let go)
+        # (4) the API's exact figures, then the boards (chDB opens once the worker let go);
+        # the restart made Prometheus start RepBehindTarget's `for` over: the Alerts panel
+        # shows it once it fires again
+        prometheus = f"http://127.0.0.1:{own_stack.prometheus_port}"
+
+        def behind_firing() -> bool:
+            alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+            return any(
+                a["labels"].get("alertname") == "RepBehindTarget"
+                and a["labels"].get("rep") == "r-2"
+                and a["state"] == "firing"
+                for a in alerts
+            )
+
+        _wait(behind_firing, 90, lambda: "RepBehindTarget for r-2 firing again", worker)
         month = Rules.from_settings(settings).calendar.current("month", datetime.now(UTC)).label
         api = {
             "leaderboard": worker.get(
@@ -266,7 +281,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
     client = get_client(settings)
     try:
         shown = _boards(
-            f"http://127.0.0.1:{own_stack.prometheus_port}",
+            prometheus,
             lambda sql: client.query(sql).result_rows,
             TimeRange(started, end),
         )
