@@ -46,6 +46,8 @@ def worker_settings(stack: Settings, prefix: str, tmp: Path, **overrides: Any) -
         "data_dir": tmp / "worker",
         "clickhouse_url": f"chdb://{tmp / 'clickhouse'}",
         "alert_interval": 3600.0,
+        # celebrations go nowhere unless a test asks (the shared Alertmanager is not theirs)
+        "alertmanager_url": "",
     }
     values.update(overrides)
     return stack.model_copy(update=values)
