@@ -177,6 +177,16 @@ class Calendar:
             )
         return elapsed / total
 
+    def business_days_left(self, period: Period, as_of: datetime) -> int:
+        """Business days of ``period`` from ``as_of``'s local day on, that day included (it is
+        not over yet); weekends and the configured country's holidays excluded, whether or not
+        expected progress counts business days. 0 once the period is over."""
+        as_of = as_of.astimezone(UTC)
+        if as_of >= period.end:
+            return 0
+        first = self._local_date(max(as_of, period.start))
+        return self._business_days_between(first, self._local_date(period.end))
+
     def _is_business_day(self, d: date) -> bool:
         return d.weekday() not in self._weekend and (
             self._holidays is None or d not in self._holidays
