@@ -37,10 +37,12 @@ def settings(stack: Settings, unique_prefix: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
-    w = Worker(settings, tmp_path / "worker.log")
-    yield w
-    w.stop()
+def workers() -> Iterator[list[Worker]]:
+    """The workers a test started, stopped afterwards whatever the outcome."""
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
 
 
 def _unassigned_calls(worker: Worker) -> str:
@@ -53,7 +55,7 @@ def _unassigned_calls(worker: Worker) -> str:
 
 @pytest.mark.parametrize("crash", ["none", "before", "after"])
 def test_late_roster_and_quota_changes_re_attribute_history(
-    settings: Settings, worker: Worker, tmp_path: Path, crash: str
+    settings: Settings, workers: list[Worker], tmp_path: Path, crash: str
 ) -> None:
     """``crash``: the worker is SIGKILLed and replaced just before the late reference data is
     published (the new owner restores state attributed with the old roster), or just after
@@ -70,6 +72,8 @@ def test_late_roster_and_quota_changes_re_attribute_history(
         producer.publish_teams(sc.teams)
         producer.publish_roster(early_roster)
         producer.publish_quotas(early_quotas)
+    worker = Worker(settings, tmp_path / "worker.log")
+    workers.append(worker)
     worker.start()
     with raw_producer(settings) as producer:
         for raw in sc.events:
@@ -91,14 +95,13 @@ def test_late_roster_and_quota_changes_re_attribute_history(
         time.sleep(random.uniform(0.2, 2.0))
         worker.kill()
     if crash != "none":
-        worker = Worker(settings, tmp_path / "replacement.log").start()
+        worker = Worker(settings, tmp_path / "replacement.log")
+        workers.append(worker)
+        worker.start()
 
     for attempt in Retrying(stop=stop_after_delay(60), wait=wait_fixed(0.5), reraise=True):
         with attempt:
             assert worker.get("/healthz").json()["unassigned_reps"]["count"] == 0
             assert _unassigned_calls(worker) == "0"
     wait_caught_up(settings, worker=worker)
-    try:
-        assert assert_api_equals_recompute(worker, sc) > 1000
-    finally:
-        worker.stop()
+    assert assert_api_equals_recompute(worker, sc) > 1000
