@@ -11,6 +11,7 @@ Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -23,10 +24,12 @@ from faust.web.exceptions import ValidationError
 from streams import metrics
 from streams.engine.catalog import MetricCatalog
 from streams.engine.errors import Invalid
+from streams.engine.instants import parse_instant
 from streams.engine.periods import Calendar, Period
 from streams.engine.scopes import COMPANY, Scope
 
 MAX_LIMIT = 1000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 RETRY_AFTER = "2"
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)
 #: The deadline of a leaderboard's questions to the other workers.
@@ -35,35 +38,51 @@ GATHER_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 @dataclass(frozen=True)
 class Query:
-    """The common parameters: which period, as of when."""
+    """The common parameters: which period, as of when.
+
+    Without ``as_of`` the figures are live: every credit counted, target and expected at this
+    instant. ``as_of`` (a date ``YYYY-MM-DD`` or an RFC 3339 instant) is day-granular: the
+    figures as they stood at the end of that day in the organisation's time zone — credit
+    dated before the next local midnight (``day`` is that day's label), target, expected and
+    closed-or-not at that midnight (``as_of``).
+    """
 
     period: Period
     as_of: datetime
+    day: str | None
 
     @classmethod
     def parse(cls, request: Request, calendar: Calendar) -> Query:
-        as_of = _as_of(request.query.get("as_of"))
+        day = _as_of_day(request.query.get("as_of"), calendar)
+        as_of = datetime.now(UTC) if day is None else day.end
         label = request.query.get("period")
         if label is None:
-            period = calendar.current("quarter", as_of)
+            period = calendar.current("quarter", as_of if day is None else day.start)
         else:
             parsed = calendar.parse(label)
             if isinstance(parsed, Invalid):
                 raise ValidationError(parsed.message, field="period")
             period = parsed
-        return cls(period, as_of)
+        return cls(period, as_of, None if day is None else day.label)
 
 
-def _as_of(raw: str | None) -> datetime:
+def _as_of_day(raw: str | None, calendar: Calendar) -> Period | None:
+    """The local day ``as_of`` names, None without one; 400 for anything else."""
     if raw is None:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(f"not an RFC 3339 instant: {raw!r}", field="as_of") from None
-    if value.tzinfo is None:
-        raise ValidationError("as_of needs a UTC offset", field="as_of")
-    return value
+        return None
+    if _DATE.match(raw):
+        day = calendar.parse(raw)
+    else:
+        instant = parse_instant(raw)
+        if instant is None:
+            raise ValidationError(
+                f"as_of must be a date (YYYY-MM-DD) or an RFC 3339 instant with offset: {raw!r}",
+                field="as_of",
+            )
+        day = calendar.day_at(instant)
+    if isinstance(day, Invalid) or day.type != "day":
+        raise ValidationError(f"as_of out of the calendar's range: {raw!r}", field="as_of")
+    return day
 
 
 def metric_param(request: Request, catalog: MetricCatalog) -> str:
@@ -105,7 +124,8 @@ class ApiView(View):
             return self.error(404, f"unknown {scope[0]}: {scope[1]}")
         if rt.views.tally(scope) is None:
             return self.unavailable(f"partition of {scope[0]} {scope[1]} not restored here yet")
-        return self.json(rt.views.progress(scope, query.period, query.as_of).to_dict())
+        progress = rt.views.progress(scope, query.period, query.as_of, query.day)
+        return self.json(progress.to_dict())
 
     async def routed(self, scope: Scope, request: Request) -> Response:
         """Answer here if this worker holds the scope's partition, else ask its owner; 503 when
@@ -175,10 +195,10 @@ class Leaderboard(ApiView):
             raise ValidationError("local must be true or false", field="local")
         if team is not None and not rt.views.known(("team", team)):
             return self.error(404, f"unknown team: {team}")
-        entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit)
+        entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit, query.day)
         covered = set(rt.views.partitions.owned)
         if local == "false":
-            for board in await self.gather(request, query.as_of, covered):
+            for board in await self.gather(request, covered):
                 entries += board["entries"]
                 covered |= set(board["partitions"])
         missing = sorted(set(range(rt.views.partition_count)) - covered)
@@ -186,6 +206,7 @@ class Leaderboard(ApiView):
             "metric": metric,
             "period": query.period.label,
             "as_of": query.as_of.isoformat(),
+            "as_of_day": query.day,
             "team": team,
             "entries": ranked(entries, limit),
             "partitions": sorted(covered),
@@ -194,10 +215,9 @@ class Leaderboard(ApiView):
         }
         return self.json(body)
 
-    async def gather(
-        self, request: Request, as_of: datetime, covered: set[int]
-    ) -> list[dict[str, Any]]:
-        """The local boards of the workers holding partitions this one does not."""
+    async def gather(self, request: Request, covered: set[int]) -> list[dict[str, Any]]:
+        """The local boards of the workers holding partitions this one does not, asked the
+        caller's question (the same ``as_of`` day; live figures are each worker's own now)."""
         rt = self.runtime
         topic = rt.outputs.topics.activity
         peers = {
@@ -205,7 +225,7 @@ class Leaderboard(ApiView):
             for url, topics in self.app.router.external_topics_metadata().items()
             if set(topics.get(topic, ())) - covered
         } - {rt.settings.advertised_url}
-        params = {**request.query, "local": "true", "as_of": as_of.isoformat()}
+        params = {**request.query, "local": "true"}
         headers = forwarded_headers(request)
 
         async def ask(session: aiohttp.ClientSession, peer: str) -> dict[str, Any] | None:
