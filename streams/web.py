@@ -3,14 +3,16 @@
 Any worker answers: progress requests are forwarded to the worker holding the scope's
 partition (the URL Faust's assignor publishes for it), with the caller's Authorization
 header, so access is decided the same on every worker (``streams.auth``). Bad parameters get
-a 4xx JSON body ``{"error": ..., "field": ...}``; a scope no worker holds or has restored yet
-gets 503 with Retry-After.
+a 4xx JSON body ``{"error": ..., "field": ...}`` (``field`` names the parameter, null when
+none is at fault); a scope no worker holds or has restored yet gets 503 with Retry-After. Every
+route is in the OpenAPI document ``schemas/openapi.v1.json``, served at ``/api/v1/openapi.json``.
 Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +23,7 @@ import aiohttp
 from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError
 
-from streams import metrics
+from streams import metrics, resources
 from streams.engine.catalog import MetricCatalog
 from streams.engine.errors import Invalid
 from streams.engine.instants import parse_instant
@@ -111,7 +113,7 @@ class ApiView(View):
         return self.app.runtime  # type: ignore[attr-defined]
 
     def unavailable(self, reason: str) -> Response:
-        response = self.error(503, reason)
+        response = self.error(503, reason, field=None)
         response.headers["Retry-After"] = RETRY_AFTER
         return response
 
@@ -121,7 +123,7 @@ class ApiView(View):
         if not rt.mirror.ready.is_set():
             return self.unavailable("reference data (quotas, roster) still loading")
         if not rt.views.known(scope):
-            return self.error(404, f"unknown {scope[0]}: {scope[1]}")
+            return self.error(404, f"unknown {scope[0]}: {scope[1]}", field=f"{scope[0]}_id")
         if rt.views.tally(scope) is None:
             return self.unavailable(f"partition of {scope[0]} {scope[1]} not restored here yet")
         progress = rt.views.progress(scope, query.period, query.as_of, query.day)
@@ -194,7 +196,7 @@ class Leaderboard(ApiView):
         if local not in ("true", "false"):
             raise ValidationError("local must be true or false", field="local")
         if team is not None and not rt.views.known(("team", team)):
-            return self.error(404, f"unknown team: {team}")
+            return self.error(404, f"unknown team: {team}", field="team")
         entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit, query.day)
         covered = set(rt.views.partitions.owned)
         if local == "false":
@@ -277,6 +279,18 @@ def _sample(reps: list[str], shown: int = 20) -> dict[str, Any]:
     return {"count": len(reps), "first": reps[:shown]}
 
 
+class OpenApi(View):
+    """The OpenAPI 3.1 document of every route (``schemas/openapi.v1.json``, read once)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(_openapi(), content_type="application/json")
+
+
+@functools.cache
+def _openapi() -> bytes:
+    return resources.openapi_text().encode()
+
+
 class Metrics(View):
     async def get(self, request: Request) -> Response:
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
@@ -288,5 +302,6 @@ def register(app: Any) -> None:
     app.page("/api/v1/teams/{team_id}/progress")(TeamProgress)
     app.page("/api/v1/company/progress")(CompanyProgress)
     app.page("/api/v1/leaderboard")(Leaderboard)
+    app.page("/api/v1/openapi.json")(OpenApi)
     app.page("/healthz")(Health)
     app.page("/metrics")(Metrics)

@@ -88,7 +88,8 @@ def application_options(settings: Settings) -> dict[str, Any]:
 
 
 def access_middleware(tokens: TokenBook, rules: tuple[Rule, ...]) -> Middleware:
-    """Answers 401/403 (JSON ``{"error"}``, with the RFC 6750 challenge) or lets through."""
+    """Answers 401/403 (JSON ``{"error", "field": "Authorization"}``, with the RFC 6750
+    challenge) or lets through."""
 
     @web.middleware
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -111,6 +112,7 @@ def access_middleware(tokens: TokenBook, rules: tuple[Rule, ...]) -> Middleware:
             token=None if verdict.token is None else verdict.token.name,
         )
         headers = {hdrs.WWW_AUTHENTICATE: verdict.challenge} if verdict.challenge else None
-        return web.json_response({"error": verdict.error}, status=verdict.refusal, headers=headers)
+        body = {"error": verdict.error, "field": hdrs.AUTHORIZATION}
+        return web.json_response(body, status=verdict.refusal, headers=headers)
 
     return authorize

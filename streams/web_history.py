@@ -49,6 +49,9 @@ class Unavailable(WebError):
     code = 503
     detail = "history store unavailable"
 
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, field=None)
+
 
 async def _query(
     settings: Settings, fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs
@@ -129,12 +132,13 @@ def _after(request: Request) -> EventKey | None:
     return instant, source, event_id
 
 
-def _require_known(rt: Any, scope: str, scope_id: str) -> None:
-    """404 for a scope neither the roster nor the live tables know (history had nothing)."""
+def _require_known(rt: Any, scope: str, scope_id: str, field: str) -> None:
+    """404 for a scope neither the roster nor the live tables know (history had nothing);
+    ``field``: the parameter that named it."""
     if not rt.mirror.ready.is_set():
         raise Unavailable("reference data (quotas, roster) still loading")
     if not rt.views.known((scope, scope_id)):
-        raise NotFound(f"unknown {scope}: {scope_id}")
+        raise NotFound(f"unknown {scope}: {scope_id}", field=field)
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -145,7 +149,7 @@ async def _cumulative(view: View, scope: str, scope_id: str, request: Request) -
     metric = metric_param(request, rt.rules.catalog)
     body = await _query(rt.settings, query, scope_id, metric, _period(request, calendar), calendar)
     if all(day["value"] is None for day in body["days"]):
-        _require_known(rt, scope, scope_id)
+        _require_known(rt, scope, scope_id, f"{scope}_id")
     return view.json(body)
 
 
@@ -175,7 +179,7 @@ class PeriodOverPeriod(View):
             calendar,
         )
         if body["current"] is None and body["previous"]["final"] is None:
-            _require_known(rt, scope, scope_id)
+            _require_known(rt, scope, scope_id, "id")
         return self.json(body)
 
 
@@ -187,7 +191,7 @@ class HistoryLeaderboard(View):
         limit = limit_param(request)
         team: str | None = request.query.get("team")
         if team is not None:
-            _require_known(rt, "team", team)
+            _require_known(rt, "team", team, "team")
         body = await _query(
             rt.settings, history.leaderboard, metric, label, calendar, limit=limit, team=team
         )
