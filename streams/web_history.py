@@ -81,6 +81,15 @@ def _period(request: Request, calendar: Calendar) -> str:
     return calendar.current("quarter", datetime.now(UTC)).label if label is None else label
 
 
+#: What ClickHouse's DateTime64 holds: no stored time lies outside, so an instant asked for
+#: beyond it is the nearest end (``since=0001-01-01…`` means "from the start").
+STORE_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, 23, 59, 59, 999000, UTC))
+
+
+def _stored(t: datetime) -> datetime:
+    return min(max(t, STORE_RANGE[0]), STORE_RANGE[1])
+
+
 def _instant(request: Request, name: str) -> datetime | None:
     raw: str | None = request.query.get(name)
     if raw is None:
@@ -88,7 +97,7 @@ def _instant(request: Request, name: str) -> datetime | None:
     value = parse_instant(raw)
     if value is None:
         raise ValidationError(f"{name} is not an RFC 3339 instant with offset: {raw!r}", field=name)
-    return value
+    return _stored(value)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -129,7 +138,7 @@ def _after(request: Request) -> EventKey | None:
             'after must be the JSON array ["<time>", "<source>", "<id>"] of the last event read',
             field="after",
         ) from None
-    return instant, source, event_id
+    return _stored(instant), source, event_id
 
 
 def _require_known(rt: Any, scope: str, scope_id: str, field: str) -> None:
