@@ -20,6 +20,9 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+from aiohttp import hdrs
+from aiohttp import web as aiohttp_web
+from aiohttp.typedefs import Handler
 from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError
 
@@ -294,6 +297,20 @@ def _openapi() -> bytes:
 class Metrics(View):
     async def get(self, request: Request) -> Response:
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Handler) -> aiohttp_web.StreamResponse:
+    """aiohttp's own refusals — no route for the path (404), a method the route lacks (405) —
+    as JSON ``{"error", "field": null}`` like every other answer of the API."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k != hdrs.CONTENT_TYPE}
+        body = {"error": exc.reason, "field": None}
+        return aiohttp_web.json_response(body, status=exc.status, headers=headers)
 
 
 def register(app: Any) -> None:

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from streams.auth import ApiToken, Rule, TokenBook, access, decide, problems
 from streams.settings import Settings
+from streams.web import json_errors
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +74,8 @@ def access_problem(settings: Settings) -> str | None:
 
 
 def application_options(settings: Settings) -> dict[str, Any]:
-    """Faust's ``web_application_options``: the access middleware when tokens are configured.
-    Logs which way the API runs, once, at start."""
+    """Faust's ``web_application_options``: JSON refusals, and the access middleware when
+    tokens are configured. Logs which way the API runs, once, at start."""
     tokens = load_tokens(settings)
     if not tokens:
         log.warning(
@@ -82,9 +83,9 @@ def application_options(settings: Settings) -> dict[str, Any]:
             host=settings.web_host,
             reason="no API tokens configured: every route is open, on this loopback host only",
         )
-        return {}
+        return {"middlewares": [json_errors]}
     log.info("api.tokens", tokens=tokens.names, metrics_auth=settings.metrics_auth)
-    return {"middlewares": [access_middleware(tokens, access(settings.metrics_auth))]}
+    return {"middlewares": [json_errors, access_middleware(tokens, access(settings.metrics_auth))]}
 
 
 def access_middleware(tokens: TokenBook, rules: tuple[Rule, ...]) -> Middleware:

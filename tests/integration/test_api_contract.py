@@ -53,7 +53,7 @@ AS_OF_DAYS = [
     ("2027-01-05", date(2027, 1, 5)),  # after 2026-Q4 ended: every period closed
 ]
 #: Examples per operation of the fuzz (positive and negative data alike).
-FUZZ_EXAMPLES = 100
+FUZZ_EXAMPLES = 80
 
 
 @pytest.fixture(scope="module")
@@ -210,10 +210,22 @@ def test_odd_periods_and_as_of_are_400_naming_the_parameter(
         assert response.status_code == 400 and response.json()["field"] == "period"
 
 
+def test_paths_and_methods_no_route_answers_are_json_too(
+    fed: tuple[list[Worker], scenario.Scenario],
+) -> None:
+    worker = fed[0][0]
+    missing = worker.get("/api/v1/reps/a/b/progress")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found", "field": None}
+    wrong = HTTP.post(f"{worker.url}/api/v1/company/progress")
+    assert wrong.status_code == 405 and wrong.json()["field"] is None
+    assert "GET" in wrong.headers["Allow"]
+
+
 @schemathesis.check
 def errors_are_json_naming_a_field(ctx: Any, response: Any, case: Case) -> bool | None:
     """Every 4xx is ``{"error": <non-empty string>, "field": <string or null>}``."""
     if 400 <= response.status_code < 500:
+        assert response.headers["content-type"][0].startswith("application/json"), response.text
         body = json.loads(response.content)
         assert isinstance(body.get("error"), str) and body["error"], body
         assert "field" in body and (body["field"] is None or isinstance(body["field"], str)), body
