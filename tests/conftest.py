@@ -28,6 +28,7 @@ SLOW_MODULES = (
     "tests/integration/test_http_ingest_outage.py",
     "tests/integration/test_http_ingest.py",
     "tests/integration/test_cli.py",
+    "tests/integration/test_api_contract.py",  # ~80 s alone: two workers, then a ~45 s fuzz
     "tests/integration/test_scale_out.py",
     "tests/integration/test_stack.py",
     "tests/integration/test_auth.py",

@@ -178,16 +178,29 @@ class Engine:
         return self.tally_of((scope, scope_id)).value((scope, scope_id), metric, label)
 
     def figures(
-        self, scope: str, scope_id: str, metric: str, label: str, as_of: datetime
+        self,
+        scope: str,
+        scope_id: str,
+        metric: str,
+        label: str,
+        as_of: datetime,
+        through_day: str | None = None,
     ) -> Figures:
+        """Figures at ``as_of``; with ``through_day``, the value counts only the period's days
+        up to that day (as the API's ``as_of`` does)."""
         period = self.calendar.parse(label)
         if isinstance(period, Invalid):
             raise ValueError(period.message)
         target = self.quotas.target(scope, scope_id, metric, period, as_of, self.roster)
         expected = self.calendar.expected(period, as_of)
-        return figures(
-            self.value(scope, scope_id, metric, label), target, expected, self.thresholds
+        s = (scope, scope_id)
+        tally = self.tally_of(s)
+        value = (
+            tally.value(s, metric, label)
+            if through_day is None
+            else tally.value_through(s, metric, period, through_day)
         )
+        return figures(value, target, expected, self.thresholds, closed=as_of >= period.end)
 
     def keys(self) -> Iterator[FigureKey]:
         """Every (scope, id, metric, label) holding data in the partition that owns it."""

@@ -124,6 +124,14 @@ class Calendar:
     def current(self, period_type: str, at: datetime) -> Period:
         return self.periods_at(at)[PERIOD_TYPES.index(period_type)]
 
+    def day_at(self, t: datetime) -> Period | Invalid:
+        """The local day holding ``t``, or Invalid when the calendar cannot hold ``t``'s
+        periods (its fiscal year would end past year 9999, or start before year 1)."""
+        try:
+            return self.periods_at(t)[0]
+        except (ValueError, OverflowError):
+            return Invalid("bad_time", f"out of the calendar's range: {t.isoformat()}")
+
     def parse(self, label: str) -> Period | Invalid:
         """The period a label names on this calendar (``2027-Q1``, ``2026-W48`` …)."""
         m = _LABEL.match(label)
@@ -148,9 +156,9 @@ class Calendar:
                 probe, kind = date(year, int(m["m"]), 1), 2
             else:
                 probe, kind = self._fiscal_year_first_month(year), 4
-        except (ValueError, OverflowError):
+            period = self._day(probe).periods[kind]
+        except (ValueError, OverflowError):  # e.g. 9999: its year would end in year 10000
             return bad
-        period = self._day(probe).periods[kind]
         return period if period.label == label else bad
 
     # --- expected progress -----------------------------------------------------------------

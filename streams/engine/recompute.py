@@ -36,11 +36,14 @@ def recompute(
     rates: Rates,
     thresholds: Thresholds,
     as_of: datetime,
+    before: datetime | None = None,
 ) -> dict[FigureKey, Figures]:
     """Figures for every scope, metric and label that has data or a quota.
 
     ``rates`` is accepted for symmetry with the engine's inputs: events arrive decoded, with
-    ``amount_base`` already converted at their time.
+    ``amount_base`` already converted at their time. ``before``: count only credit dated
+    before that instant (the API's ``as_of``: a deal counts as its ledger stands now, if its
+    deciding win is dated before the cut).
     """
     del rates
     first: dict[tuple[str, str], Event] = {}
@@ -50,6 +53,8 @@ def recompute(
     values: dict[FigureKey, Decimal] = defaultdict(Decimal)
 
     def add(scope: str, scope_id: str, metric: str, t: datetime, amount: Decimal) -> None:
+        if before is not None and t >= before:
+            return
         for label in calendar.labels_at(t):
             values[(scope, scope_id, metric, label)] += amount
 
@@ -112,5 +117,7 @@ def recompute(
             continue
         target = quotas.target(scope, scope_id, metric, period, as_of, roster)
         expected = calendar.expected(period, as_of)
-        result[key] = figures(values.get(key, Decimal(0)), target, expected, thresholds)
+        closed = as_of >= period.end
+        value = values.get(key, Decimal(0))
+        result[key] = figures(value, target, expected, thresholds, closed=closed)
     return result

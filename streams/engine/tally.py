@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -43,7 +43,7 @@ from streams.engine.events import Event
 from streams.engine.instants import format_instant, parse_instant
 from streams.engine.ledger import DealState, credits, merge, version
 from streams.engine.money import decimal_text
-from streams.engine.periods import Calendar
+from streams.engine.periods import Calendar, Period
 from streams.engine.rollup import team_of_day
 from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, lineage
@@ -246,6 +246,21 @@ class Tally:
     # --- reading ---------------------------------------------------------------------------
     def value(self, scope: Scope, metric: str, label: str) -> Decimal:
         return self._sums.get(scope, {}).get(metric, {}).get(label, _ZERO)
+
+    def value_through(self, scope: Scope, metric: str, period: Period, day: str) -> Decimal:
+        """``period``'s value counting only its days up to and including the day labelled
+        ``day`` (``as_of``: credit dated after that day is left out). Day labels are
+        ``YYYY-MM-DD`` in every calendar, and a period's bounds are local midnights, so its
+        days are the dates from its start's to the one before its end's."""
+        first, end = period.start.date(), period.end.date()
+        through = date.fromisoformat(day)
+        if through >= end - timedelta(days=1):
+            return self.value(scope, metric, period.label)
+        by_label = self._sums.get(scope, {}).get(metric, {})
+        total = _ZERO
+        for n in range((through - first).days + 1):
+            total += by_label.get((first + timedelta(days=n)).isoformat(), _ZERO)
+        return total
 
     def scopes(self) -> Iterable[Scope]:
         """Scopes holding data in this partition."""
