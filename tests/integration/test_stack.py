@@ -258,8 +258,10 @@ def test_up_reloads_a_running_server_only_when_its_config_changed(isolated: Stac
     local_stack.up(moved)
 
     assert _last_config_load(moved) != loaded
-    worker, _ = _prometheus_lists(moved)
-    assert worker == {f"http://127.0.0.1:{moved.web_port}/metrics"}
+    for attempt in Retrying(stop=stop_after_delay(20), wait=wait_fixed(0.5), reraise=True):
+        with attempt:  # the scrape manager applies a reloaded config shortly after
+            worker, _ = _prometheus_lists(moved)
+            assert worker == {f"http://127.0.0.1:{moved.web_port}/metrics"}
     local_stack.up(isolated)  # back to the module's configuration
 
 
