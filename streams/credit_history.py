@@ -1,0 +1,150 @@
+"""The inputs of an explanation or a recomputation, read back from the ClickHouse history.
+
+The history keeps every accepted event (``activity_events``), every roster change
+(``roster_history``) and each event's credits (``credits``, the index by rep). From them the
+engine's own rules (``streams.engine.recompute``/``explain``) rebuild any scope's figures:
+the events of the period plus every event of each deal won in it (a later win or retraction
+outside the period still decides whether that win counts). ``as_of`` reads the history as it
+stood then: events accepted and roster changes recorded up to that instant.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from clickhouse_connect.driver import Client
+
+from streams import history
+from streams.engine.events import Event
+from streams.engine.explain import Explanation, explain
+from streams.engine.periods import Period
+from streams.engine.recompute import DEAL_TYPES, contributions
+from streams.engine.roster import Roster
+from streams.reference import ReferenceData
+from streams.rules import Rules
+
+FOREVER = history.FOREVER
+_EVENT_COLUMNS = (
+    "source, id, type, time, rep_id, deal_id, amount, currency, amount_base, splits, data"
+)
+
+# Deals with a win in the period (for a rep: a win that credits the rep, from ``credits``).
+_PERIOD_DEALS = """
+SELECT DISTINCT deal_id FROM activity_events
+WHERE type = 'deal.won' AND time >= {start:DateTime64(3, 'UTC')}
+  AND time < {end:DateTime64(3, 'UTC')} AND ingest_time <= {as_of:DateTime64(3, 'UTC')}
+"""
+_REP_DEALS = """
+SELECT DISTINCT deal_id FROM credits
+WHERE rep_id = {rep:String} AND deal_id IS NOT NULL AND time >= {start:DateTime64(3, 'UTC')}
+  AND time < {end:DateTime64(3, 'UTC')} AND ingest_time <= {as_of:DateTime64(3, 'UTC')}
+"""
+
+PERIOD_EVENTS_SQL = f"""
+SELECT {_EVENT_COLUMNS} FROM activity_events FINAL
+WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
+  AND ((time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}}
+        AND type NOT IN {{deal_types:Array(String)}})
+       OR deal_id IN ({_PERIOD_DEALS}))
+"""
+
+REP_EVENTS_SQL = f"""
+SELECT {_EVENT_COLUMNS} FROM activity_events FINAL
+WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
+  AND ((rep_id = {{rep:String}} AND type NOT IN {{deal_types:Array(String)}}
+        AND time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}})
+       OR deal_id IN ({_REP_DEALS}))
+"""
+
+# Every roster change in the order the mirror applied it (one partition, by offset).
+ROSTER_SQL = """
+SELECT kind, rep_id, team_id, name, parent_id, effective_from, deleted
+FROM roster_history FINAL
+WHERE recorded_at <= {as_of:DateTime64(3, 'UTC')}
+ORDER BY kafka_partition, kafka_offset
+"""
+
+
+def period_events(client: Client, period: Period, as_of: datetime | None = None) -> list[Event]:
+    """Every event a figure of ``period`` can depend on, for any scope."""
+    return _events(client, PERIOD_EVENTS_SQL, period, as_of)
+
+
+def rep_events(
+    client: Client, rep_id: str, period: Period, as_of: datetime | None = None
+) -> list[Event]:
+    """The events a rep's figures of ``period`` depend on: the rep's activities in it and
+    every event of the deals whose wins in it credit the rep."""
+    return _events(client, REP_EVENTS_SQL, period, as_of, rep=rep_id)
+
+
+def roster(client: Client, as_of: datetime | None = None) -> Roster:
+    """The roster rebuilt from its recorded changes, as the worker's mirror builds it."""
+    data = ReferenceData()
+    rows = client.query(ROSTER_SQL, parameters={"as_of": as_of or FOREVER}).result_rows
+    for kind, rep_id, team_id, name, parent_id, effective_from, deleted in rows:
+        data.apply_roster(
+            None
+            if deleted
+            else _roster_record(kind, rep_id, team_id, name, parent_id, effective_from)
+        )
+    return data.roster
+
+
+def explanation(
+    client: Client,
+    rules: Rules,
+    scope: tuple[str, str],
+    metric: str,
+    period: Period,
+    as_of: datetime | None = None,
+) -> Explanation:
+    """The contributions behind ``scope``'s ``metric`` in ``period``, from the history."""
+    if scope[0] == "rep":
+        events = rep_events(client, scope[1], period, as_of)
+    else:
+        events = period_events(client, period, as_of)
+    return explain(
+        contributions(events, rules.catalog),
+        roster(client, as_of),
+        rules.calendar,
+        rules.rates,
+        scope,
+        metric,
+        period,
+    )
+
+
+def _events(
+    client: Client, sql: str, period: Period, as_of: datetime | None, **parameters: Any
+) -> list[Event]:
+    rows = client.query(
+        sql,
+        parameters={
+            "start": period.start,
+            "end": period.end,
+            "as_of": as_of or FOREVER,
+            "deal_types": list(DEAL_TYPES),
+            **parameters,
+        },
+    ).result_rows
+    return [history.event_from_row(row) for row in rows]
+
+
+def _roster_record(
+    kind: str,
+    rep_id: str | None,
+    team_id: str | None,
+    name: str | None,
+    parent_id: str | None,
+    effective_from: date | None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "rep_id": rep_id,
+        "team_id": team_id,
+        "name": name,
+        "parent_id": parent_id,
+        "effective_from": None if effective_from is None else effective_from.isoformat(),
+    }
