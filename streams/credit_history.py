@@ -66,6 +66,47 @@ ORDER BY kafka_partition, kafka_offset
 """
 
 
+# The rep board's "explain" table: a rep's newest credits of a metric, each marked as the deal
+# rules mark it (superseded: not the deal's latest win by (time, id, source); retracted: a
+# deal.lost/deal.reopened later than that win). Times are the history's milliseconds, so two
+# wins of one deal within the same millisecond may be ordered differently than by the engine;
+# the explain API (streams.engine.explain) is exact.
+RECENT_CREDITS_SQL = """
+SELECT c.time AS time, c.metric AS metric, c.credit AS value, c.share AS share,
+       c.deal_id AS deal_id, c.amount AS amount, c.currency AS currency, c.rate AS rate,
+       concat(c.source, '/', c.id) AS event, c.type AS type,
+       multiIf(c.deal_id IS NULL, 'counted',
+               tuple(c.time, c.id, c.source) != d.latest_win, 'superseded',
+               d.latest_end > d.latest_win, 'retracted',
+               'counted') AS status
+FROM (
+    SELECT * FROM credits FINAL
+    WHERE rep_id = {rep:String} AND metric = {metric:String}
+    ORDER BY time DESC, source, id
+    LIMIT {limit:UInt32}
+) AS c
+LEFT JOIN (
+    SELECT deal_id,
+           maxIf(tuple(time, id, source), type = 'deal.won') AS latest_win,
+           maxIf(tuple(time, id, source), type != 'deal.won') AS latest_end
+    FROM activity_events FINAL
+    WHERE deal_id IN (
+        SELECT deal_id FROM credits WHERE rep_id = {rep:String} AND deal_id IS NOT NULL
+    )
+    GROUP BY deal_id
+) AS d ON d.deal_id = c.deal_id
+ORDER BY time DESC, event
+"""
+
+# The sales floor's "last reconciled": the newest run, when and with how many differences.
+LAST_RECONCILED_SQL = """
+SELECT toUnixTimestamp64Milli(finished_at) AS last_reconciled, differences, period
+FROM reconciliations
+ORDER BY finished_at DESC
+LIMIT 1
+"""
+
+
 def period_events(client: Client, period: Period, as_of: datetime | None = None) -> list[Event]:
     """Every event a figure of ``period`` can depend on, for any scope."""
     return _events(client, PERIOD_EVENTS_SQL, period, as_of)
