@@ -9,6 +9,7 @@ at query time from the quota book, not derived from events.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from streams.rules import Rules
 #: A scope's live values per metric; None when the live API does not know the scope.
 LiveFigures = Callable[[str, str], dict[str, Decimal] | None]
 API_TIMEOUT = 30.0
+#: Seconds before differing scopes are compared once more (``spm reconcile --settle``).
+DEFAULT_SETTLE, MAX_SETTLE = 5.0, 300.0
 
 
 class LiveUnavailable(RuntimeError):
@@ -100,10 +103,47 @@ class Result:
         )
 
 
-def reconcile(client: Client, rules: Rules, period: Period, live: LiveFigures) -> Result:
+def reconcile(
+    client: Client,
+    rules: Rules,
+    period: Period,
+    live: LiveFigures,
+    *,
+    settle: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Result:
     """Compare every scope's values of ``period`` (history's scopes, the roster's reps and
-    teams, the company) with ``live``; a scope the live API does not know must have none."""
+    teams, the company) with ``live``; a scope the live API does not know must have none.
+
+    The live tables and the history sink consume the same input independently, so an event in
+    flight can make one briefly ahead of the other: with ``settle`` > 0 the scopes that differ
+    are compared once more after that many seconds, and only differences that persist count.
+    """
     started = datetime.now(UTC)
+    events, figures, differences = _compare(client, rules, period, live, None)
+    if differences and settle > 0:
+        sleep(settle)
+        again = {(d.scope, d.id) for d in differences}
+        _, _, differences = _compare(client, rules, period, live, again)
+    return Result(
+        str(uuid.uuid4()),
+        period.label,
+        started,
+        datetime.now(UTC),
+        events,
+        figures,
+        tuple(differences),
+    )
+
+
+def _compare(
+    client: Client,
+    rules: Rules,
+    period: Period,
+    live: LiveFigures,
+    only: set[tuple[str, str]] | None,
+) -> tuple[int, int, list[Difference]]:
+    """(events read, figures compared, differences) of the scopes ``only`` (None: all)."""
     events = credit_history.period_events(client, period)
     roster = credit_history.roster(client)
     recomputed = {
@@ -117,7 +157,7 @@ def reconcile(client: Client, rules: Rules, period: Period, live: LiveFigures) -
     scopes |= {("rep", rep) for rep in roster.reps()} | {("team", t) for t in roster.teams()}
     scopes.add(COMPANY)
     differences, figures = [], 0
-    for scope, scope_id in sorted(scopes):
+    for scope, scope_id in sorted(scopes if only is None else scopes & only):
         answered = live(scope, scope_id)
         for metric in rules.catalog.names:
             want = recomputed.get((scope, scope_id, metric), Decimal(0))
@@ -127,15 +167,7 @@ def reconcile(client: Client, rules: Rules, period: Period, live: LiveFigures) -
             have = None if answered is None else answered.get(metric, Decimal(0))
             if have != want:
                 differences.append(Difference(scope, scope_id, metric, want, have))
-    return Result(
-        str(uuid.uuid4()),
-        period.label,
-        started,
-        datetime.now(UTC),
-        len(events),
-        figures,
-        tuple(differences),
-    )
+    return len(events), figures, differences
 
 
 def record(client: Client, result: Result) -> None:

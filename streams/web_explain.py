@@ -60,6 +60,20 @@ def _cursor(request: Request) -> LineKey | None:
     return instant, source, event_id, rep_id
 
 
+def _settle(request: Request) -> float:
+    raw: str = request.query.get("settle", str(reconcile.DEFAULT_SETTLE))
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= reconcile.MAX_SETTLE:
+        raise ValidationError(
+            f"settle must be a number of seconds from 0 to {reconcile.MAX_SETTLE:g}",
+            field="settle",
+        )
+    return value
+
+
 def cursor_text(key: LineKey) -> str:
     time, source, event_id, rep_id = key
     return json.dumps([format_instant(time), source, event_id, rep_id])
@@ -150,6 +164,7 @@ class Reconcile(View):
     async def post(self, request: Request) -> Response:
         rt = self.app.runtime  # type: ignore[attr-defined]
         period = _parsed_period(request, rt)
+        settle = _settle(request)
         url = rt.settings.advertised_url
         headers = forwarded_headers(request)
 
@@ -157,7 +172,11 @@ class Reconcile(View):
             client = get_client(rt.settings)
             with httpx.Client(base_url=url, timeout=reconcile.API_TIMEOUT) as http:
                 result = reconcile.reconcile(
-                    client, rt.rules, period, reconcile.api_figures(http, period.label, headers)
+                    client,
+                    rt.rules,
+                    period,
+                    reconcile.api_figures(http, period.label, headers),
+                    settle=settle,
                 )
             reconcile.record(client, result)
             return result

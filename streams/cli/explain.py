@@ -31,6 +31,7 @@ from streams.cli.history_replay import chdb_holder
 from streams.engine.errors import Invalid
 from streams.engine.money import decimal_text
 from streams.migrations import migrate
+from streams.reconcile import DEFAULT_SETTLE, MAX_SETTLE
 from streams.rules import Rules
 from streams.settings import Settings, get_settings
 
@@ -169,6 +170,15 @@ def _write_csv(lines: list[dict[str, Any]]) -> None:
 
 def reconcile(
     period: Annotated[str, typer.Option(help="Period label to prove, e.g. 2026-Q4.")],
+    settle: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=MAX_SETTLE,
+            help="Seconds to wait before comparing differing scopes once more (events in "
+            "flight between the live tables and the history).",
+        ),
+    ] = DEFAULT_SETTLE,
     api: ApiOption = None,
 ) -> None:
     """Recompute every scope's figures of a period from the ClickHouse history with the
@@ -186,7 +196,7 @@ def reconcile(
                 f"{escape(shown_dsn(settings))} is held by {escape(holder)}: the worker at "
                 f"{escape(_api(settings, api))} reconciles"
             )
-            result = _remote(settings, api, parsed.label)
+            result = _remote(settings, api, parsed.label, settle)
         else:
             chdb = urlsplit(settings.clickhouse_dsn)
             if chdb.scheme == "chdb" and not Path(chdb.path).is_dir():
@@ -195,7 +205,7 @@ def reconcile(
             migrate(client)
             with _http(settings, api) as http:
                 live = reconciling.api_figures(http, parsed.label)
-                result = reconciling.reconcile(client, rules, parsed, live)
+                result = reconciling.reconcile(client, rules, parsed, live, settle=settle)
             reconciling.record(client, result)
     except reconciling.LiveUnavailable as exc:
         raise fail(f"{exc}: no verdict") from None
@@ -205,10 +215,11 @@ def reconcile(
     raise typer.Exit(EXIT_SOME_BAD if result.differences else EXIT_OK)
 
 
-def _remote(settings: Settings, api: str | None, period: str) -> reconciling.Result:
+def _remote(settings: Settings, api: str | None, period: str, settle: float) -> reconciling.Result:
     with _http(settings, api) as http:
         try:
-            answer = http.post("/api/v1/admin/reconcile", params={"period": period})
+            params: dict[str, str | float] = {"period": period, "settle": settle}
+            answer = http.post("/api/v1/admin/reconcile", params=params)
         except httpx.HTTPError as exc:
             raise reconciling.LiveUnavailable(f"worker API at {http.base_url}: {exc}") from exc
     if answer.status_code != 200:
