@@ -20,7 +20,7 @@ from streams.engine.events import Event
 from streams.engine.explain import Explanation, explain
 from streams.engine.periods import Period
 from streams.engine.recompute import DEAL_TYPES, contributions
-from streams.engine.roster import Roster
+from streams.engine.roster import Roster, as_utc
 from streams.reference import ReferenceData
 from streams.rules import Rules
 
@@ -59,7 +59,7 @@ WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
 
 # Every roster change in the order the mirror applied it (one partition, by offset).
 ROSTER_SQL = """
-SELECT kind, rep_id, team_id, name, parent_id, effective_from, deleted
+SELECT kind, rep_id, team_id, name, parent_id, ifNull(effective_at, effective_from), deleted
 FROM roster_history FINAL
 WHERE recorded_at <= {as_of:DateTime64(3, 'UTC')}
 ORDER BY kafka_partition, kafka_offset
@@ -179,7 +179,7 @@ def _roster_record(
     team_id: str | None,
     name: str | None,
     parent_id: str | None,
-    effective_from: date | None,
+    effective_from: date | datetime | None,
 ) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -187,5 +187,12 @@ def _roster_record(
         "team_id": team_id,
         "name": name,
         "parent_id": parent_id,
-        "effective_from": None if effective_from is None else effective_from.isoformat(),
+        "effective_from": None if effective_from is None else _text(effective_from),
     }
+
+
+def _text(effective: date | datetime) -> str:
+    """As the mirror receives it: a date (midnight UTC) or an instant (ClickHouse: naive UTC)."""
+    if isinstance(effective, datetime):
+        return as_utc(effective).isoformat()
+    return effective.isoformat()

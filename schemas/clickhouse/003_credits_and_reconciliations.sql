@@ -1,4 +1,4 @@
--- Credits as applied, and the results of reconciliation runs.
+-- Credits as applied, the results of reconciliation runs, roster changes' exact instants.
 --
 -- credits: one row per accepted event, credited rep and metric — what the event credits if
 -- it counts (streams.engine.recompute.claims: an activity 1, a won deal its split part in
@@ -47,3 +47,9 @@ CREATE TABLE IF NOT EXISTS reconciliations
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(finished_at)
 ORDER BY (period, finished_at, run_id);
+
+-- A roster change's effective instant as sent (effective_from keeps only its date), so the
+-- roster rebuilt from history (explain, reconcile) moves a rep at the same instant as the
+-- worker's mirror does. NULL for rows written before this migration and for teams.
+ALTER TABLE roster_history
+    ADD COLUMN IF NOT EXISTS effective_at Nullable(DateTime64(6, 'UTC'));

@@ -38,6 +38,7 @@ from streams.chclient import get_client
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.recompute import claims
+from streams.engine.roster import as_utc
 from streams.migrations import migrate
 from streams.rules import Rules
 from streams.settings import Settings
@@ -72,7 +73,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "roster_history": (
         "key", "kind", "rep_id", "team_id", "name", "parent_id", "effective_from", "deleted",
-        "recorded_at", "kafka_partition", "kafka_offset",
+        "recorded_at", "kafka_partition", "kafka_offset", "effective_at",
     ),
 }  # fmt: skip
 
@@ -304,7 +305,13 @@ def roster_row(record: ConsumerRecord) -> Row:
         kafka_time(record),
         record.partition,
         record.offset,
+        _instant_or_none(doc.get("effective_from")),
     )
+
+
+def _instant_or_none(text: str | None) -> datetime | None:
+    """An ``effective_from`` as the mirror reads it: a date is midnight UTC."""
+    return None if not text else as_utc(datetime.fromisoformat(text))
 
 
 #: Short topic name → (table, one message's row); spm.progress goes through SnapshotCadence.

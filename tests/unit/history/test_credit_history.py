@@ -7,12 +7,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import orjson
 from clickhouse_connect.driver import Client
 
 from streams import credit_history
 from streams.engine.errors import Invalid
+from streams.engine.imports import RosterRow, TeamRow
 from streams.engine.periods import Period
 from streams.engine.recompute import values
+from streams.engine.roster import Roster
 from streams.producer import rep_record, team_record
 from streams.rules import Rules
 from streams.settings import Settings
@@ -77,3 +80,49 @@ def test_as_of_reads_the_history_as_it_stood(ch: Client) -> None:
         ch, RULES, ("company", "company"), "calls", period, as_of=datetime(2026, 11, 24, tzinfo=UTC)
     )
     assert before.total == 0 and before.lines == ()
+
+
+def test_a_transfer_at_a_time_of_day_moves_credit_at_that_instant(ch: Client) -> None:
+    """The roster rebuilt from history moves the rep when the mirror does (not at midnight)."""
+    moved = datetime.fromisoformat("2026-11-10T15:30:00+01:00")  # 14:30 UTC
+    rows = [
+        RosterRow("ann", "Ann", "north", None),
+        RosterRow("ann", "Ann", "south", moved),
+    ]
+    reference = [team_record(TeamRow(t, t, None)) for t in ("north", "south")]
+    reference += [rep_record(r) for r in rows]
+    insert_twice(
+        ch,
+        "roster_history",
+        [
+            roster_row(record("spm.roster", value, key=key, offset=i, at=AT))
+            for i, (key, value) in enumerate(reference)
+        ],
+    )
+    calls = [
+        {"specversion": "1.0", "id": f"c{h}", "source": "dialer", "type": "call.completed",
+         "time": f"2026-11-10T{h:02d}:00:00Z", "data": {"rep_id": "ann"}}
+        for h in (13, 14, 15)
+    ]  # fmt: skip
+    to_rows = accepted_rows(RULES)
+    for i, doc in enumerate(calls):
+        for table, mapped in to_rows(record("spm.activity", orjson.dumps(doc), offset=i)).items():
+            insert_twice(ch, table, mapped)
+    day = RULES.calendar.parse("2026-11-10")
+    assert isinstance(day, Period)
+    north = credit_history.explanation(ch, RULES, ("team", "north"), "calls", day)
+    south = credit_history.explanation(ch, RULES, ("team", "south"), "calls", day)
+    mirror = Roster()
+    for team in ("north", "south"):
+        mirror.set_team(team, team, None)
+    for r in rows:
+        mirror.set_assignment(r.rep_id, r.name, r.team_id, r.effective_from)
+    events = [RULES.decoder.decode(orjson.dumps(doc)) for doc in calls]
+    want = values(
+        [e for e in events if not isinstance(e, Invalid)], mirror, RULES.calendar, RULES.catalog
+    )
+    assert (north.total, south.total) == (
+        want[("team", "north", "calls", "2026-11-10")],
+        want[("team", "south", "calls", "2026-11-10")],
+    )
+    assert (north.total, south.total) == (2, 1)
