@@ -20,13 +20,14 @@ import sys
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from streams.chclient import close_clients, get_client
 from streams.engine.catalog import MetricCatalog
 from streams.pipeline.kafka import partition_for
 from streams.settings import REPO_ROOT, Settings
-from tests.integration.harness import settings_env, wait_caught_up
+from tests.integration.harness import Worker, settings_env, wait_caught_up
 from tests.integration.test_history_api import (  # noqa: F401  (the module's worker fixture)
     Live,
     live,
@@ -211,3 +212,23 @@ def test_reconciliations_are_recorded_for_the_board(live: Live) -> None:
     details = json.loads(rows[-1][2])
     assert {d["metric"] for d in details} == {"calls"}
     assert all(Decimal(d["live"]) == Decimal(d["history"]) + 1 for d in details)
+
+
+def test_reconcile_reads_a_free_history_store_itself(live: Live, tmp_path: Path) -> None:
+    """No worker holds the chDB path: without a live API there is no verdict (exit 2); with
+    a worker that keeps no history (``SPM_HISTORY_SINK=false``, state restored from Kafka) the
+    command reads the store itself and still finds the injected event."""
+    assert live.worker.process is not None and live.worker.process.poll() is not None
+    down = spm(live.settings, "reconcile", "--period", "2026-Q4", "--settle", "0")
+    assert down.returncode == 2, down.stdout + down.stderr
+    assert "no verdict" in down.stderr
+    settings = live.settings.model_copy(update={"history_sink": False})
+    worker = Worker(settings, tmp_path / "no-sink.log").start()
+    try:
+        wait_caught_up(settings, worker=worker)
+        found = spm(settings, "reconcile", "--period", "2026-Q4", "--settle", "0")
+    finally:
+        worker.stop()
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "is held by" not in found.stderr
+    assert "differences" in found.stdout and live.sc.reps[2] in found.stdout
