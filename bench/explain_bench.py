@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -144,13 +145,14 @@ def main() -> None:
                 live.setdefault((scope, scope_id), {})[metric] = value
         first_pass = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = reconcile.reconcile(client, rules, period, lambda s, i: live.get((s, i)))
-        reconcile_s = time.perf_counter() - t0
+        reconcile_s, reconcile_cpu = time.perf_counter() - t0, time.process_time() - c0
         assert not result.differences
 
         timings = []
         lines = 0
+        c0 = time.process_time()
         for _ in range(args.explains):
             t0 = time.perf_counter()
             found = credit_history.explanation(client, rules, ("rep", HOT), "calls", period)
@@ -158,6 +160,7 @@ def main() -> None:
             json.dumps([line_json(line) for line in page])
             timings.append((time.perf_counter() - t0) * 1000)
             lines = len(found.lines)
+        explain_cpu_ms = (time.process_time() - c0) * 1000 / max(1, args.explains)
         close_clients()
     timings.sort()
     figures = {
@@ -165,12 +168,15 @@ def main() -> None:
         "fill_seconds": round(filled, 1),
         "events_read_for_q4": len(events),
         "reconcile_seconds": round(reconcile_s, 2),
+        "reconcile_cpu_seconds": round(reconcile_cpu, 2),
         "recompute_seconds_first_pass": round(first_pass, 2),
         "figures_compared": result.figures,
         "explain_contributions": lines,
         "explain_requests": len(timings),
         "explain_p50_ms": round(statistics.median(timings), 1),
         "explain_p99_ms": round(timings[max(0, int(len(timings) * 0.99) - 1)], 1),
+        "explain_mean_cpu_ms": round(explain_cpu_ms, 1),
+        "loadavg_1m_at_end": os.getloadavg()[0],
     }
     print(json.dumps(figures, indent=2))
     if args.out:

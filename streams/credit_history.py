@@ -10,6 +10,9 @@ stood then: events accepted and roster changes recorded up to that instant.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from datetime import date, datetime
 from typing import Any
 
@@ -135,6 +138,56 @@ def roster(client: Client, as_of: datetime | None = None) -> Roster:
             else _roster_record(kind, rep_id, team_id, name, parent_id, effective_from)
         )
     return data.roster
+
+
+# Every active part of the tables an explanation reads: an insert or a merge makes a new part
+# (a new name), so an unchanged list means an unchanged history.
+HISTORY_VERSION_SQL = """
+SELECT groupArray(part) FROM (
+    SELECT concat(table, '/', name) AS part FROM system.parts
+    WHERE database = currentDatabase() AND active
+      AND table IN ('activity_events', 'credits', 'roster_history')
+    ORDER BY part
+)
+"""
+
+
+class ExplanationCache:
+    """The last few explanations, reused while the history is unchanged: paging through a
+    figure's contributions computes them once. Keyed by the history's parts, so a page is
+    never answered from a history that has changed since; very long listings (the company
+    over a busy quarter) are not kept, to bound memory."""
+
+    def __init__(self, entries: int = 8, max_lines: int = 100_000) -> None:
+        self.entries = entries
+        self.max_lines = max_lines
+        self._lock = threading.Lock()
+        self._cached: OrderedDict[Hashable, Explanation] = OrderedDict()
+
+    def explanation(
+        self,
+        client: Client,
+        rules: Rules,
+        scope: tuple[str, str],
+        metric: str,
+        period: Period,
+        as_of: datetime | None = None,
+    ) -> Explanation:
+        """:func:`explanation`, from the cache when the history has not changed."""
+        parts = tuple(client.query(HISTORY_VERSION_SQL).result_rows[0][0])
+        key = (scope, metric, period.label, as_of, parts)
+        with self._lock:
+            found = self._cached.get(key)
+            if found is not None:
+                self._cached.move_to_end(key)
+                return found
+        found = explanation(client, rules, scope, metric, period, as_of)
+        if len(found.lines) <= self.max_lines:
+            with self._lock:
+                self._cached[key] = found
+                while len(self._cached) > self.entries:
+                    self._cached.popitem(last=False)
+        return found
 
 
 def explanation(

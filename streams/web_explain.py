@@ -34,6 +34,8 @@ from streams.web_history import Unavailable, _instant, _period, _query, _require
 log = structlog.get_logger(__name__)
 
 EXPLAIN_LIMIT, EXPLAIN_MAX = 100, 1000
+#: Explanations of this worker's history store, reused while it is unchanged (paging).
+CACHE = credit_history.ExplanationCache()
 
 
 def _parsed_period(request: Request, rt: Any) -> Period:
@@ -119,9 +121,7 @@ async def _explain(view: View, scope: tuple[str, str], request: Request) -> Resp
     as_of = _instant(request, "as_of")
     limit = limit_param(request, EXPLAIN_LIMIT, EXPLAIN_MAX)
     cursor = _cursor(request)
-    found = await _query(
-        rt.settings, credit_history.explanation, rt.rules, scope, metric, period, as_of
-    )
+    found = await _query(rt.settings, CACHE.explanation, rt.rules, scope, metric, period, as_of)
     if not found.lines:
         _require_known(rt, *scope)
     lines, next_key = found.page(cursor, limit)

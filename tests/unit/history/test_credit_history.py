@@ -126,3 +126,21 @@ def test_a_transfer_at_a_time_of_day_moves_credit_at_that_instant(ch: Client) ->
         want[("team", "south", "calls", "2026-11-10")],
     )
     assert (north.total, south.total) == (2, 1)
+
+
+def test_the_cache_reuses_an_explanation_only_while_the_history_is_unchanged(ch: Client) -> None:
+    sc = scenario.generate(seed=9, activities=60, deals=6)
+    load(ch, sc)
+    period = RULES.calendar.parse("2026-Q4")
+    assert isinstance(period, Period)
+    cache = credit_history.ExplanationCache(entries=2)
+    rep = sc.reps[0]
+    first = cache.explanation(ch, RULES, ("rep", rep), "calls", period)
+    assert cache.explanation(ch, RULES, ("rep", rep), "calls", period) is first
+    call = {"specversion": "1.0", "id": "late-1", "source": "dialer", "type": "call.completed",
+            "time": "2026-11-02T10:00:00Z", "data": {"rep_id": rep}}  # fmt: skip
+    for table, rows in accepted_rows(RULES)(record("spm.activity", orjson.dumps(call))).items():
+        insert_twice(ch, table, rows)
+    after = cache.explanation(ch, RULES, ("rep", rep), "calls", period)
+    assert after.total == first.total + 1
+    assert after == credit_history.explanation(ch, RULES, ("rep", rep), "calls", period)
