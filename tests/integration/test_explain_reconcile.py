@@ -218,7 +218,8 @@ def test_reconcile_reads_a_free_history_store_itself(live: Live, tmp_path: Path)
     """No worker holds the chDB path: without a live API there is no verdict (exit 2); with
     a worker that keeps no history (``SPM_HISTORY_SINK=false``, state restored from Kafka) the
     command reads the store itself and still finds the injected event."""
-    assert live.worker.process is not None and live.worker.process.poll() is not None
+    live.worker.stop()  # (already stopped by the test before, in file order)
+    close_clients()
     down = spm(live.settings, "reconcile", "--period", "2026-Q4", "--settle", "0")
     assert down.returncode == 2, down.stdout + down.stderr
     assert "no verdict" in down.stderr
