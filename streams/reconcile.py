@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +23,9 @@ import orjson
 from clickhouse_connect.driver import Client
 
 from streams import credit_history
+from streams.engine.errors import Invalid
 from streams.engine.money import decimal_text
-from streams.engine.periods import Period
+from streams.engine.periods import Calendar, Period
 from streams.engine.recompute import values
 from streams.engine.scopes import COMPANY
 from streams.rules import Rules
@@ -168,6 +169,18 @@ def _compare(
             if have != want:
                 differences.append(Difference(scope, scope_id, metric, want, have))
     return len({e.key for e in events}), figures, differences  # copies not merged yet
+
+
+def period_to_prove(
+    calendar: Calendar, label: str | None, previous: bool, now: datetime
+) -> Period | Invalid:
+    """The period a run proves: ``label``, or the organisation's current quarter (fiscal
+    calendar and zone included); with ``previous`` the period of the same type before it, so
+    a nightly job needs no date arithmetic of its own."""
+    period = calendar.current("quarter", now) if label is None else calendar.parse(label)
+    if isinstance(period, Invalid) or not previous:
+        return period
+    return calendar.current(period.type, period.start - timedelta(microseconds=1))
 
 
 def record(client: Client, result: Result) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -169,7 +170,14 @@ def _write_csv(lines: list[dict[str, Any]]) -> None:
 
 
 def reconcile(
-    period: Annotated[str, typer.Option(help="Period label to prove, e.g. 2026-Q4.")],
+    period: Annotated[
+        str | None,
+        typer.Option(help="Period label to prove, e.g. 2026-Q4 (default: the current quarter)."),
+    ] = None,
+    previous: Annotated[
+        bool,
+        typer.Option("--previous", help="Prove the period before (e.g. last quarter, nightly)."),
+    ] = False,
     settle: Annotated[
         float,
         typer.Option(
@@ -186,7 +194,7 @@ def reconcile(
     the reconciliations table; exit 1 when any figure differs."""
     settings = get_settings()
     rules = Rules.from_settings(settings)
-    parsed = rules.calendar.parse(period)
+    parsed = reconciling.period_to_prove(rules.calendar, period, previous, datetime.now(UTC))
     if isinstance(parsed, Invalid):
         raise fail(parsed.message)
     holder = chdb_holder(settings)
