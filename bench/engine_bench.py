@@ -137,6 +137,7 @@ def main() -> None:
     total = engine.value("company", "company", "revenue", "2026-Q4")
     print(f"  company revenue 2026-Q4 = {total}, duplicates {engine.duplicates},"
           f" ignored {engine.ignored}")  # fmt: skip
+    report_reattribution(engine)
 
     fresh = build_engine(Calendar(args.tz))
 
@@ -153,6 +154,19 @@ def main() -> None:
     run("decode only", some, decode, args.duration)
     if args.state_events:
         report_state(args.state_events, args.batch, decoder, args.tz)
+
+
+def report_reattribution(engine: Engine) -> None:
+    """A late roster import (40 reps moved, effective at the quarter's start) makes every
+    partition attribute its rep-days and credits again at the next batch: its cost."""
+    for rep in range(0, 400, 10):
+        engine.roster.set_assignment(f"r{rep}", f"Rep {rep}", f"team{(rep + 7) % 40}", T0)
+    held = sum(len(t.rep_days) + len(t.credits) for t in engine.tallies)
+    started = time.perf_counter()
+    engine.apply_batch([])
+    wall = time.perf_counter() - started
+    print(f"{'re-attribution (late roster)':<28} {held:>9,} rep-days and credits"
+          f"  {wall:7.2f} s, messages included")  # fmt: skip
 
 
 def report_state(count: int, batch: int, decoder: Decoder, tz: str) -> None:

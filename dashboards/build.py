@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +40,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prommodel
 
-from streams import credit_history, history
-from streams.engine.periods import PERIOD_TYPES
+from streams import credit_history, current_figures, history
 from streams.metrics import STATUS_CODES
 from streams.settings import Settings
 
@@ -116,6 +114,18 @@ def prom(
     return query
 
 
+#: Where each figure lives in Prometheus: value and target are exported by the worker, the
+#: rest recorded from them (the series budget, deploy/prometheus/rules/spm.yml).
+QUOTA_SERIES = {
+    "value": "spm_quota_value",
+    "target": "spm_quota_target",
+    "attainment": "spm:quota_attainment",
+    "pace": "spm:quota_pace",
+    "status": "spm:quota_status",
+}
+EXPECTED = "max by (period_type) (spm_period_expected)"
+
+
 def quota(figure: str, scope: str, **matchers: str) -> str:
     """A quota-series selector for the board's metric and period type variables."""
     labels = {"scope": scope, "metric": "$metric", "period_type": "$period_type", **matchers}
@@ -123,7 +133,12 @@ def quota(figure: str, scope: str, **matchers: str) -> str:
         f'{name}=~"{value[1:]}"' if value.startswith("~") else f'{name}="{value}"'
         for name, value in labels.items()
     )
-    return f"spm_quota_{figure}{{{body}}}"
+    return f"{QUOTA_SERIES[figure]}{{{body}}}"
+
+
+def due_by_now(scope: str, **matchers: str) -> str:
+    """target × the elapsed fraction of the period: what the target needs by now."""
+    return f"{quota('target', scope, **matchers)} * on (period_type) group_left () {EXPECTED}"
 
 
 def with_rep_names(expr: str) -> str:
@@ -201,6 +216,15 @@ def pace_thresholds() -> dashboard.ThresholdsConfig:
     )
 
 
+def attainment_column() -> list[model.DynamicConfigValue]:
+    """A table column of attainments (value / target) as a percent gauge up to 100 %."""
+    return [
+        model.DynamicConfigValue("unit", "percentunit"),
+        model.DynamicConfigValue("custom.cellOptions", {"type": "gauge", "mode": "basic"}),
+        model.DynamicConfigValue("max", 1),
+    ]
+
+
 def pace_column() -> list[model.DynamicConfigValue]:
     """A table column of paces, coloured by the pace thresholds."""
     return [
@@ -249,15 +273,6 @@ def link(title: str, url: str) -> model.DashboardLink:
     return dashboard.DashboardLink(title).url(url).build()
 
 
-def custom_variable(name: str, label: str, values: Iterable[str], current: str) -> Any:
-    return (
-        dashboard.CustomVariable(name)
-        .label(label)
-        .values(",".join(values))
-        .current(model.VariableOption(selected=True, text=current, value=current))
-    )
-
-
 def prometheus_variable(name: str, label: str, query: str) -> dashboard.QueryVariable:
     return (
         dashboard.QueryVariable(name)
@@ -270,7 +285,10 @@ def prometheus_variable(name: str, label: str, query: str) -> dashboard.QueryVar
 
 
 def period_type_variable() -> Any:
-    return custom_variable("period_type", "Period", PERIOD_TYPES, "month")
+    """The period types the worker exports (SPM_METRICS_PERIOD_TYPES), month first."""
+    return prometheus_variable(
+        "period_type", "Period", "label_values(spm_quota_target, period_type)"
+    ).current(model.VariableOption(selected=True, text="month", value="month"))
 
 
 def metric_variable() -> dashboard.QueryVariable:
@@ -301,7 +319,6 @@ def base(title: str, uid: str, description: str) -> dashboard.Dashboard:
 # --- Sales floor ----------------------------------------------------------------------------------
 def sales_floor() -> dashboard.Dashboard:
     team = {"team": "~$team"}
-    rep_attainment = with_rep_names(f"max by (id, team) ({quota('attainment', 'rep', **team)})")
     behind = f"max by (id, team) ({quota('status', 'rep', **team)}) >= 1"
     return (
         base(
@@ -315,7 +332,6 @@ def sales_floor() -> dashboard.Dashboard:
         .with_variable(metric_variable())
         .with_variable(
             prometheus_variable("team", "Team", 'label_values(spm_quota_value{scope="team"}, id)')
-            .multi(True)
             .include_all(True)
             .all_value(".*")
         )
@@ -376,18 +392,33 @@ def sales_floor() -> dashboard.Dashboard:
         )
         .with_row(dashboard.Row("Teams"))
         .with_panel(
-            bargauge_panel()
-            .title("Team attainment")
+            table_panel()
+            .title("Team standings")
+            .description("Exact figures of the current period from ClickHouse, best first.")
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    f"max by (id) ({quota('attainment', 'team', id='~$team')})",
-                    "{{id}}",
-                    instant=True,
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.TEAM_STANDINGS_SQL,
+                        metric="${metric:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                        team="${team:sqlstring}",
+                    )
                 )
             )
-            .unit("percentunit")
-            .min(0)
-            .max(1)
+            .transformations(
+                merge_and_hide(
+                    rename={
+                        "id": "Team",
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                        "gap": "Gap",
+                        "as_of": "As of",
+                    }
+                )
+            )
+            .override_by_name("Attainment", attainment_column())
             .span(12)
             .height(8)
         )
@@ -408,42 +439,37 @@ def sales_floor() -> dashboard.Dashboard:
         .with_panel(
             table_panel()
             .title("Leaderboard")
-            .description("Reps by attainment; click a name for the rep's board.")
-            .with_target(prom(f"sort_desc({rep_attainment})", instant=True, ref_id="A"))
-            .with_target(
-                prom(
-                    with_rep_names(f"max by (id, team) ({quota('value', 'rep', **team)})"),
-                    instant=True,
-                    ref_id="B",
-                )
+            .description(
+                "Reps by value, exact figures of the current period from ClickHouse; click a "
+                "name for the rep's board."
             )
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    with_rep_names(f"max by (id, team) ({quota('pace', 'rep', **team)})"),
-                    instant=True,
-                    ref_id="C",
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.LEADERBOARD_SQL,
+                        metric="${metric:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                        team="${team:sqlstring}",
+                        until="today() + 1",
+                        limit="100",
+                    )
                 )
             )
             .transformations(
                 merge_and_hide(
+                    "id",
+                    "as_of",
                     rename={
                         "name": "Rep",
                         "team": "Team",
-                        "Value #A": "Attainment",
-                        "Value #B": "Value",
-                        "Value #C": "Pace",
-                    }
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                    },
                 )
             )
-            .override_by_name("Attainment", [model.DynamicConfigValue("unit", "percentunit")])
-            .override_by_name(
-                "Pace",
-                [
-                    model.DynamicConfigValue("thresholds", pace_thresholds().build()),
-                    model.DynamicConfigValue("custom.cellOptions", {"type": "color-background"}),
-                    model.DynamicConfigValue("decimals", 2),
-                ],
-            )
+            .override_by_name("Attainment", attainment_column())
             .override_by_name(
                 "Rep", [model.DynamicConfigValue("links", [link("Rep board", REP_BOARD_LINK)])]
             )
@@ -569,75 +595,34 @@ def rep_drilldown() -> dashboard.Dashboard:
         .with_panel(
             table_panel()
             .title("Progress vs target")
-            .description("Current period per metric; expected = what the target needs by now.")
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('value', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="A",
-                )
+            .description(
+                "Exact figures of the current period per metric from ClickHouse (as of the last "
+                "change); pace and status beside them move with time (Prometheus)."
             )
+            .datasource(CLICKHOUSE)
             .with_target(
-                prom(
-                    f"max by (metric) ({quota('target', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="B",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('target', 'rep', **rep, **by_metric)} "
-                    f"* {quota('expected', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="C",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('attainment', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="D",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('pace', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="E",
-                )
-            )
-            .with_target(
-                prom(
-                    f"max by (metric) ({quota('status', 'rep', **rep, **by_metric)})",
-                    instant=True,
-                    ref_id="F",
+                ClickHouseQuery(
+                    grafana_sql(
+                        current_figures.PROGRESS_SQL,
+                        scope="'rep'",
+                        id="${rep:sqlstring}",
+                        period_type="${period_type:sqlstring}",
+                    )
                 )
             )
             .transformations(
                 merge_and_hide(
                     rename={
                         "metric": "Metric",
-                        "Value #A": "Value",
-                        "Value #B": "Target",
-                        "Value #C": "Expected by now",
-                        "Value #D": "Attainment",
-                        "Value #E": "Pace",
-                        "Value #F": "Status",
+                        "value": "Value",
+                        "target": "Target",
+                        "attainment": "Attainment",
+                        "gap": "Gap",
+                        "as_of": "As of",
                     }
                 )
             )
-            .override_by_name(
-                "Attainment",
-                [
-                    model.DynamicConfigValue("unit", "percentunit"),
-                    model.DynamicConfigValue(
-                        "custom.cellOptions", {"type": "gauge", "mode": "basic"}
-                    ),
-                    model.DynamicConfigValue("max", 1),
-                ],
-            )
-            .override_by_name("Pace", pace_column())
-            .override_by_name("Status", status_column())
+            .override_by_name("Attainment", attainment_column())
             .span(16)
             .height(9)
         )
@@ -695,7 +680,7 @@ def rep_drilldown() -> dashboard.Dashboard:
             .with_target(prom(f"max({quota('value', 'rep', **rep)})", "value", ref_id="A"))
             .with_target(
                 prom(
-                    f"max({quota('target', 'rep', **rep)} * {quota('expected', 'rep', **rep)})",
+                    f"max({due_by_now('rep', **rep)})",
                     "expected by now",
                     ref_id="B",
                 )

@@ -4,8 +4,8 @@ The history keeps every accepted event (``activity_events``), every roster chang
 (``roster_history``) and each event's credits (``credits``, the index by rep). From them the
 engine's own rules (``streams.engine.recompute``/``explain``) rebuild any scope's figures:
 the events of the period plus every event of each deal won in it (a later win or retraction
-outside the period still decides whether that win counts). ``as_of`` reads the history as it
-stood then: events accepted and roster changes recorded up to that instant.
+outside the period still decides whether that win counts). The roster is today's, as the live
+tables use it; ``before`` cuts credit as the live API's ``as_of`` does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from streams.engine.roster import Roster, as_utc
 from streams.reference import ReferenceData
 from streams.rules import Rules
 
-FOREVER = history.FOREVER
 # Events are read without FINAL (twice as fast): a re-delivered copy not merged yet is the same
 # event, and ``recompute.contributions`` keeps the first of each (source, id).
 # The event columns of ``history.event_from_row``; an event's ``data`` object is not needed to
@@ -40,26 +39,24 @@ _EVENT_COLUMNS = (
 _PERIOD_DEALS = """
 SELECT DISTINCT deal_id FROM activity_events
 WHERE type = 'deal.won' AND time >= {start:DateTime64(3, 'UTC')}
-  AND time < {end:DateTime64(3, 'UTC')} AND ingest_time <= {as_of:DateTime64(3, 'UTC')}
+  AND time < {end:DateTime64(3, 'UTC')}
 """
 _REP_DEALS = """
 SELECT DISTINCT deal_id FROM credits
 WHERE rep_id = {rep:String} AND deal_id IS NOT NULL AND time >= {start:DateTime64(3, 'UTC')}
-  AND time < {end:DateTime64(3, 'UTC')} AND ingest_time <= {as_of:DateTime64(3, 'UTC')}
+  AND time < {end:DateTime64(3, 'UTC')}
 """
 
 PERIOD_EVENTS_SQL = f"""
 SELECT {_EVENT_COLUMNS} FROM activity_events
-WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
-  AND ((time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}}
+WHERE ((time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}}
         AND type NOT IN {{deal_types:Array(String)}})
        OR deal_id IN ({_PERIOD_DEALS}))
 """
 
 REP_EVENTS_SQL = f"""
 SELECT {_EVENT_COLUMNS} FROM activity_events
-WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
-  AND ((rep_id = {{rep:String}} AND type NOT IN {{deal_types:Array(String)}}
+WHERE ((rep_id = {{rep:String}} AND type NOT IN {{deal_types:Array(String)}}
         AND time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}})
        OR deal_id IN ({_REP_DEALS}))
 """
@@ -68,7 +65,6 @@ WHERE ingest_time <= {{as_of:DateTime64(3, 'UTC')}}
 ROSTER_SQL = """
 SELECT kind, rep_id, team_id, name, parent_id, ifNull(effective_at, effective_from), deleted
 FROM roster_history FINAL
-WHERE recorded_at <= {as_of:DateTime64(3, 'UTC')}
 ORDER BY kafka_partition, kafka_offset
 """
 
@@ -114,23 +110,21 @@ LIMIT 1
 """
 
 
-def period_events(client: Client, period: Period, as_of: datetime | None = None) -> list[Event]:
+def period_events(client: Client, period: Period) -> list[Event]:
     """Every event a figure of ``period`` can depend on, for any scope."""
-    return _events(client, PERIOD_EVENTS_SQL, period, as_of)
+    return _events(client, PERIOD_EVENTS_SQL, period)
 
 
-def rep_events(
-    client: Client, rep_id: str, period: Period, as_of: datetime | None = None
-) -> list[Event]:
+def rep_events(client: Client, rep_id: str, period: Period) -> list[Event]:
     """The events a rep's figures of ``period`` depend on: the rep's activities in it and
     every event of the deals whose wins in it credit the rep."""
-    return _events(client, REP_EVENTS_SQL, period, as_of, rep=rep_id)
+    return _events(client, REP_EVENTS_SQL, period, rep=rep_id)
 
 
-def roster(client: Client, as_of: datetime | None = None) -> Roster:
+def roster(client: Client) -> Roster:
     """The roster rebuilt from its recorded changes, as the worker's mirror builds it."""
     data = ReferenceData()
-    rows = client.query(ROSTER_SQL, parameters={"as_of": as_of or FOREVER}).result_rows
+    rows = client.query(ROSTER_SQL).result_rows
     for kind, rep_id, team_id, name, parent_id, effective_from, deleted in rows:
         data.apply_roster(
             None
@@ -171,17 +165,17 @@ class ExplanationCache:
         scope: tuple[str, str],
         metric: str,
         period: Period,
-        as_of: datetime | None = None,
+        before: datetime | None = None,
     ) -> Explanation:
         """:func:`explanation`, from the cache when the history has not changed."""
         parts = tuple(client.query(HISTORY_VERSION_SQL).result_rows[0][0])
-        key = (scope, metric, period.label, as_of, parts)
+        key = (scope, metric, period.label, before, parts)
         with self._lock:
             found = self._cached.get(key)
             if found is not None:
                 self._cached.move_to_end(key)
                 return found
-        found = explanation(client, rules, scope, metric, period, as_of)
+        found = explanation(client, rules, scope, metric, period, before)
         if len(found.lines) <= self.max_lines:
             with self._lock:
                 self._cached[key] = found
@@ -196,33 +190,32 @@ def explanation(
     scope: tuple[str, str],
     metric: str,
     period: Period,
-    as_of: datetime | None = None,
+    before: datetime | None = None,
 ) -> Explanation:
-    """The contributions behind ``scope``'s ``metric`` in ``period``, from the history."""
+    """The contributions behind ``scope``'s ``metric`` in ``period``, from the history
+    (``before``: only those dated before that instant)."""
     if scope[0] == "rep":
-        events = rep_events(client, scope[1], period, as_of)
+        events = rep_events(client, scope[1], period)
     else:
-        events = period_events(client, period, as_of)
+        events = period_events(client, period)
     return explain(
         contributions(events, rules.catalog),
-        roster(client, as_of),
+        roster(client),
         rules.calendar,
         rules.rates,
         scope,
         metric,
         period,
+        before,
     )
 
 
-def _events(
-    client: Client, sql: str, period: Period, as_of: datetime | None, **parameters: Any
-) -> list[Event]:
+def _events(client: Client, sql: str, period: Period, **parameters: Any) -> list[Event]:
     rows = client.query(
         sql,
         parameters={
             "start": period.start,
             "end": period.end,
-            "as_of": as_of or FOREVER,
             "deal_types": list(DEAL_TYPES),
             **parameters,
         },

@@ -1,7 +1,8 @@
 """The live read model: figures of the scopes whose partitions this worker owns.
 
-A scope's value for a period is its tally's sum of day buckets for that period's label; its
-target comes from the reference data at the as-of instant. The API, the publisher and the
+A scope's value for a period is its tally's sum of day buckets for that period's label (for
+an ``as_of`` question, of its days up to ``as_of``'s day); its target comes from the reference
+data at the as-of instant. The API, the publisher and the
 metrics exporter all read figures here, so they all agree.
 """
 
@@ -32,6 +33,8 @@ class Progress:
     period: Period
     as_of: datetime
     metrics: dict[str, Figures]
+    #: The last day whose credit counts (an ``as_of`` question), None for live figures.
+    as_of_day: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +43,7 @@ class Progress:
             "period": self.period.label,
             "period_type": self.period.type,
             "as_of": self.as_of.isoformat(),
+            "as_of_day": self.as_of_day,
             "metrics": {name: f.to_dict() for name, f in self.metrics.items()},
         }
 
@@ -77,15 +81,28 @@ class LiveViews:
         tally = self.tally(scope)
         return None if tally is None else tally.value(scope, metric, label)
 
-    def figures(self, scope: Scope, metric: str, period: Period, as_of: datetime) -> Figures:
+    def figures(
+        self,
+        scope: Scope,
+        metric: str,
+        period: Period,
+        as_of: datetime,
+        through_day: str | None = None,
+    ) -> Figures:
+        """Figures at ``as_of`` (target, expected, closed or not); the value counts every
+        credit, or with ``through_day`` only the period's days up to that one."""
         tally = self.tally(scope)
         if tally is None:
             raise LookupError(f"{scope} is not held by this worker")
         target = self.reference.quotas.target(
             scope[0], scope[1], metric, period, as_of, self.reference.roster
         )
-        value = tally.value(scope, metric, period.label)
-        return figures(value, target, self._expected(period, as_of), self.thresholds)
+        if through_day is None:
+            value = tally.value(scope, metric, period.label)
+        else:
+            value = tally.value_through(scope, metric, period, through_day)
+        expected = self._expected(period, as_of)
+        return figures(value, target, expected, self.thresholds, closed=as_of >= period.end)
 
     def _expected(self, period: Period, as_of: datetime) -> Decimal:
         """``calendar.expected``, remembered for the last ``as_of`` (a flush evaluates many
@@ -97,13 +114,16 @@ class LiveViews:
             found = self._expected_by_label[period.label] = self.calendar.expected(period, as_of)
         return found
 
-    def progress(self, scope: Scope, period: Period, as_of: datetime) -> Progress:
+    def progress(
+        self, scope: Scope, period: Period, as_of: datetime, through_day: str | None = None
+    ) -> Progress:
         return Progress(
             scope[0],
             scope[1],
             period,
             as_of,
-            {m: self.figures(scope, m, period, as_of) for m in self.catalog.names},
+            {m: self.figures(scope, m, period, as_of, through_day) for m in self.catalog.names},
+            through_day,
         )
 
     def current_periods(self, as_of: datetime) -> tuple[Period, ...]:
@@ -130,6 +150,15 @@ class LiveViews:
             every.update(owned.tally.scopes())
         return {s for s in every if self.partition_of(s) in self.partitions.owned}
 
+    def unassigned_reps(self) -> list[str]:
+        """Reps with credit in the owned partitions who are not on the roster."""
+        roster = self.reference.roster
+        return sorted(
+            scope_id
+            for kind, scope_id in self.scopes()
+            if kind == "rep" and roster.rep_name(scope_id) is None
+        )
+
     def leaderboard(
         self,
         metric: str,
@@ -137,6 +166,7 @@ class LiveViews:
         as_of: datetime,
         team: str | None = None,
         limit: int = 10,
+        through_day: str | None = None,
     ) -> list[dict[str, Any]]:
         """The first ``limit`` reps held here by value (ties by rep id), unranked; a team
         includes sub-teams' members."""
@@ -146,7 +176,7 @@ class LiveViews:
         else:
             reps = roster.members_at(team, _within(period, as_of))
         rows = [
-            (rep_id, self.figures(("rep", rep_id), metric, period, as_of))
+            (rep_id, self.figures(("rep", rep_id), metric, period, as_of, through_day))
             for rep_id in reps
             if self.tally(("rep", rep_id)) is not None
         ]

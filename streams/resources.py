@@ -1,4 +1,5 @@
-"""The files the product reads besides its code: the event JSON Schema and the migrations.
+"""The files the product reads besides its code: the event JSON Schema, the OpenAPI document of
+the HTTP API and the migrations.
 
 They live in the repository's top-level ``schemas/`` (the contract, reviewed as such) and are
 installed as the data package ``streams.schemas`` (``package-dir`` in pyproject.toml). Reading
@@ -13,6 +14,7 @@ from importlib.resources.abc import Traversable
 
 PACKAGE = "streams.schemas"
 EVENT_SCHEMA = "event.v1.schema.json"
+OPENAPI = "openapi.v1.json"
 MIGRATIONS = "clickhouse"
 
 
@@ -24,6 +26,11 @@ def schemas() -> Traversable:
 def event_schema_text() -> str:
     """The CloudEvents v1 JSON Schema of input events, as text."""
     return (schemas() / EVENT_SCHEMA).read_text(encoding="utf-8")
+
+
+def openapi_text() -> str:
+    """The OpenAPI 3.1 document of the worker's HTTP API, as text."""
+    return (schemas() / OPENAPI).read_text(encoding="utf-8")
 
 
 def migration_files(folder: Traversable | None = None) -> list[Traversable]:

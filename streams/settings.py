@@ -6,15 +6,17 @@ Every field has a documented default that works on a fresh clone with the local 
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, FilePath, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.auth import ApiToken
+from streams.engine.periods import PERIOD_TYPES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +101,46 @@ class Settings(BaseSettings):
     behind_pace: float = Field(0.8, description="Pace below this is 'behind'.")
     at_risk_pace: float = Field(1.0, description="Pace below this is 'at_risk'.")
     min_elapsed: float = Field(0.1, description="No 'behind' before this period fraction.")
+
+    # --- Prometheus series budget and celebrations (issue 13) ----------------------------
+    metrics_exported: Annotated[list[str], NoDecode] = Field(
+        ["revenue", "calls"],
+        description="Catalog metrics whose value/target are exported to Prometheus (comma list).",
+    )
+    metrics_period_types: Annotated[list[str], NoDecode] = Field(
+        ["month", "quarter"],
+        description="Period types whose value/target are exported to Prometheus (comma list).",
+    )
+    stretch_attainment: float = Field(
+        1.2, gt=1, description="Attainment celebrated as a stretch (1.2 = 120 % of the target)."
+    )
+    celebrate_period_types: Annotated[list[str], NoDecode] = Field(
+        ["week", "month", "quarter", "year"],
+        description="Period types whose 100 % / stretch crossings are celebrated (comma list).",
+    )
+    alertmanager_url: str = Field(
+        "http://127.0.0.1:29094",
+        description="Alertmanager the worker posts celebrations to; empty: none are posted.",
+    )
+
+    @field_validator(
+        "metrics_exported", "metrics_period_types", "celebrate_period_types", mode="before"
+    )
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        """``revenue,calls`` (or a JSON list) from the environment; "" is an empty list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("metrics_period_types", "celebrate_period_types")
+    @classmethod
+    def _known_period_types(cls, value: list[str]) -> list[str]:
+        if unknown := sorted(set(value) - set(PERIOD_TYPES)):
+            raise ValueError(f"unknown period types {unknown}; known: {', '.join(PERIOD_TYPES)}")
+        return value
 
     # --- ClickHouse -----------------------------------------------------------------------
     clickhouse_url: str | None = Field(

@@ -3,30 +3,38 @@
 Any worker answers: progress requests are forwarded to the worker holding the scope's
 partition (the URL Faust's assignor publishes for it), with the caller's Authorization
 header, so access is decided the same on every worker (``streams.auth``). Bad parameters get
-a 4xx JSON body ``{"error": ..., "field": ...}``; a scope no worker holds or has restored yet
-gets 503 with Retry-After.
+a 4xx JSON body ``{"error": ..., "field": ...}`` (``field`` names the parameter, null when
+none is at fault); a scope no worker holds or has restored yet gets 503 with Retry-After. Every
+route is in the OpenAPI document ``schemas/openapi.v1.json``, served at ``/api/v1/openapi.json``.
 Views reach the live state through ``self.app.runtime`` (see ``streams.app``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
+from aiohttp import hdrs
+from aiohttp import web as aiohttp_web
+from aiohttp.typedefs import Handler
 from faust.web import Request, Response, View
 from faust.web.exceptions import ValidationError
 
-from streams import metrics
+from streams import metrics, resources
 from streams.engine.catalog import MetricCatalog
 from streams.engine.errors import Invalid
+from streams.engine.instants import parse_instant
 from streams.engine.periods import Calendar, Period
 from streams.engine.scopes import COMPANY, Scope
 
 MAX_LIMIT = 1000
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 RETRY_AFTER = "2"
 FORWARD_TIMEOUT = aiohttp.ClientTimeout(total=10)
 #: The deadline of a leaderboard's questions to the other workers.
@@ -35,35 +43,51 @@ GATHER_TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 @dataclass(frozen=True)
 class Query:
-    """The common parameters: which period, as of when."""
+    """The common parameters: which period, as of when.
+
+    Without ``as_of`` the figures are live: every credit counted, target and expected at this
+    instant. ``as_of`` (a date ``YYYY-MM-DD`` or an RFC 3339 instant) is day-granular: the
+    figures as they stood at the end of that day in the organisation's time zone — credit
+    dated before the next local midnight (``day`` is that day's label), target, expected and
+    closed-or-not at that midnight (``as_of``).
+    """
 
     period: Period
     as_of: datetime
+    day: str | None
 
     @classmethod
     def parse(cls, request: Request, calendar: Calendar) -> Query:
-        as_of = _as_of(request.query.get("as_of"))
+        day = _as_of_day(request.query.get("as_of"), calendar)
+        as_of = datetime.now(UTC) if day is None else day.end
         label = request.query.get("period")
         if label is None:
-            period = calendar.current("quarter", as_of)
+            period = calendar.current("quarter", as_of if day is None else day.start)
         else:
             parsed = calendar.parse(label)
             if isinstance(parsed, Invalid):
                 raise ValidationError(parsed.message, field="period")
             period = parsed
-        return cls(period, as_of)
+        return cls(period, as_of, None if day is None else day.label)
 
 
-def _as_of(raw: str | None) -> datetime:
+def _as_of_day(raw: str | None, calendar: Calendar) -> Period | None:
+    """The local day ``as_of`` names, None without one; 400 for anything else."""
     if raw is None:
-        return datetime.now(UTC)
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValidationError(f"not an RFC 3339 instant: {raw!r}", field="as_of") from None
-    if value.tzinfo is None:
-        raise ValidationError("as_of needs a UTC offset", field="as_of")
-    return value
+        return None
+    if _DATE.match(raw):
+        day = calendar.parse(raw)
+    else:
+        instant = parse_instant(raw)
+        if instant is None:
+            raise ValidationError(
+                f"as_of must be a date (YYYY-MM-DD) or an RFC 3339 instant with offset: {raw!r}",
+                field="as_of",
+            )
+        day = calendar.day_at(instant)
+    if isinstance(day, Invalid) or day.type != "day":
+        raise ValidationError(f"as_of out of the calendar's range: {raw!r}", field="as_of")
+    return day
 
 
 def metric_param(request: Request, catalog: MetricCatalog) -> str:
@@ -92,7 +116,7 @@ class ApiView(View):
         return self.app.runtime  # type: ignore[attr-defined]
 
     def unavailable(self, reason: str) -> Response:
-        response = self.error(503, reason)
+        response = self.error(503, reason, field=None)
         response.headers["Retry-After"] = RETRY_AFTER
         return response
 
@@ -102,10 +126,11 @@ class ApiView(View):
         if not rt.mirror.ready.is_set():
             return self.unavailable("reference data (quotas, roster) still loading")
         if not rt.views.known(scope):
-            return self.error(404, f"unknown {scope[0]}: {scope[1]}")
+            return self.error(404, f"unknown {scope[0]}: {scope[1]}", field=f"{scope[0]}_id")
         if rt.views.tally(scope) is None:
             return self.unavailable(f"partition of {scope[0]} {scope[1]} not restored here yet")
-        return self.json(rt.views.progress(scope, query.period, query.as_of).to_dict())
+        progress = rt.views.progress(scope, query.period, query.as_of, query.day)
+        return self.json(progress.to_dict())
 
     async def routed(self, scope: Scope, request: Request) -> Response:
         """Answer here if this worker holds the scope's partition, else ask its owner; 503 when
@@ -174,11 +199,11 @@ class Leaderboard(ApiView):
         if local not in ("true", "false"):
             raise ValidationError("local must be true or false", field="local")
         if team is not None and not rt.views.known(("team", team)):
-            return self.error(404, f"unknown team: {team}")
-        entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit)
+            return self.error(404, f"unknown team: {team}", field="team")
+        entries = rt.views.leaderboard(metric, query.period, query.as_of, team, limit, query.day)
         covered = set(rt.views.partitions.owned)
         if local == "false":
-            for board in await self.gather(request, query.as_of, covered):
+            for board in await self.gather(request, covered):
                 entries += board["entries"]
                 covered |= set(board["partitions"])
         missing = sorted(set(range(rt.views.partition_count)) - covered)
@@ -186,6 +211,7 @@ class Leaderboard(ApiView):
             "metric": metric,
             "period": query.period.label,
             "as_of": query.as_of.isoformat(),
+            "as_of_day": query.day,
             "team": team,
             "entries": ranked(entries, limit),
             "partitions": sorted(covered),
@@ -194,10 +220,9 @@ class Leaderboard(ApiView):
         }
         return self.json(body)
 
-    async def gather(
-        self, request: Request, as_of: datetime, covered: set[int]
-    ) -> list[dict[str, Any]]:
-        """The local boards of the workers holding partitions this one does not."""
+    async def gather(self, request: Request, covered: set[int]) -> list[dict[str, Any]]:
+        """The local boards of the workers holding partitions this one does not, asked the
+        caller's question (the same ``as_of`` day; live figures are each worker's own now)."""
         rt = self.runtime
         topic = rt.outputs.topics.activity
         peers = {
@@ -205,7 +230,7 @@ class Leaderboard(ApiView):
             for url, topics in self.app.router.external_topics_metadata().items()
             if set(topics.get(topic, ())) - covered
         } - {rt.settings.advertised_url}
-        params = {**request.query, "local": "true", "as_of": as_of.isoformat()}
+        params = {**request.query, "local": "true"}
         headers = forwarded_headers(request)
 
         async def ask(session: aiohttp.ClientSession, peer: str) -> dict[str, Any] | None:
@@ -246,14 +271,46 @@ class Health(View):
             "tables_restored": restored,
             "partitions": sorted(rt.partitions.owned),
             "reps": len(rt.reference.roster.reps()),
+            "unassigned_reps": _sample(rt.views.unassigned_reps()),
             "state": rt.partitions.state_report(),
         }
         return self.json(body, status=200 if ready else 503)
 
 
+def _sample(reps: list[str], shown: int = 20) -> dict[str, Any]:
+    """How many reps, and the first few ids: enough to act on, bounded in size."""
+    return {"count": len(reps), "first": reps[:shown]}
+
+
+class OpenApi(View):
+    """The OpenAPI 3.1 document of every route (``schemas/openapi.v1.json``, read once)."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(_openapi(), content_type="application/json")
+
+
+@functools.cache
+def _openapi() -> bytes:
+    return resources.openapi_text().encode()
+
+
 class Metrics(View):
     async def get(self, request: Request) -> Response:
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Handler) -> aiohttp_web.StreamResponse:
+    """aiohttp's own refusals — no route for the path (404), a method the route lacks (405) —
+    as JSON ``{"error", "field": null}`` like every other answer of the API."""
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k != hdrs.CONTENT_TYPE}
+        body = {"error": exc.reason, "field": None}
+        return aiohttp_web.json_response(body, status=exc.status, headers=headers)
 
 
 def register(app: Any) -> None:
@@ -262,5 +319,6 @@ def register(app: Any) -> None:
     app.page("/api/v1/teams/{team_id}/progress")(TeamProgress)
     app.page("/api/v1/company/progress")(CompanyProgress)
     app.page("/api/v1/leaderboard")(Leaderboard)
+    app.page("/api/v1/openapi.json")(OpenApi)
     app.page("/healthz")(Health)
     app.page("/metrics")(Metrics)

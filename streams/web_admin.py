@@ -96,23 +96,25 @@ class CsvImport(AdminView):
         settings: Settings = rt.settings
         stream = cast(aiohttp_web.Request, request)
         if stream.content_type != CSV:
-            return self.error(415, f"send the CSV with Content-Type: {CSV}")
+            return self.error(415, f"send the CSV with Content-Type: {CSV}", field="Content-Type")
         skip_bad = _flag(request, "skip_bad")
         body = await _body(stream, MAX_CSV_BYTES)
         if body is None:
-            return self.error(413, f"the CSV is larger than {MAX_CSV_BYTES} bytes")
+            return self.error(413, f"the CSV is larger than {MAX_CSV_BYTES} bytes", field="body")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return self.error(400, f"the CSV is not UTF-8 (byte {exc.start})")
+            return self.error(400, f"the CSV is not UTF-8 (byte {exc.start})", field="body")
         kind = self.kind
         rows, errors = kind.parse(text, rt.rules)
         shown = _row_errors(errors[:MAX_ERRORS_SHOWN])
         if errors and not skip_bad:
             reason = f"{len(errors)} bad {kind.noun}: nothing published"
-            return self.error(400, f"{reason} (skip_bad=true publishes the rest)", errors=shown)
+            message = f"{reason} (skip_bad=true publishes the rest)"
+            return self.error(400, message, field="body", errors=shown)
         if not rows:
-            return self.error(400, f"no valid {kind.noun}: nothing published", errors=shown)
+            message = f"no valid {kind.noun}: nothing published"
+            return self.error(400, message, field="body", errors=shown)
         try:
             published = await asyncio.to_thread(_publish, settings, rt.rules.decoder, kind, rows)
         except (DeliveryError, KafkaError) as exc:
@@ -139,7 +141,8 @@ class DeadLetterReplay(AdminView):
             "dry_run": _flag(request, "dry_run"),
         }
         if self.running.locked():
-            return self.error(409, "a dead-letter replay is already running on this worker")
+            busy = "a dead-letter replay is already running on this worker"
+            return self.error(409, busy, field=None)
         async with self.running:
             try:
                 report = await asyncio.to_thread(_replay, rt.settings, rt.rules.decoder, **options)

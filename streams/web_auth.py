@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from streams.auth import ApiToken, Rule, TokenBook, access, decide, problems
 from streams.settings import Settings
+from streams.web import json_errors
 
 log = structlog.get_logger(__name__)
 
@@ -73,8 +74,8 @@ def access_problem(settings: Settings) -> str | None:
 
 
 def application_options(settings: Settings) -> dict[str, Any]:
-    """Faust's ``web_application_options``: the access middleware when tokens are configured.
-    Logs which way the API runs, once, at start."""
+    """Faust's ``web_application_options``: JSON refusals, and the access middleware when
+    tokens are configured. Logs which way the API runs, once, at start."""
     tokens = load_tokens(settings)
     if not tokens:
         log.warning(
@@ -82,13 +83,14 @@ def application_options(settings: Settings) -> dict[str, Any]:
             host=settings.web_host,
             reason="no API tokens configured: every route is open, on this loopback host only",
         )
-        return {}
+        return {"middlewares": [json_errors]}
     log.info("api.tokens", tokens=tokens.names, metrics_auth=settings.metrics_auth)
-    return {"middlewares": [access_middleware(tokens, access(settings.metrics_auth))]}
+    return {"middlewares": [json_errors, access_middleware(tokens, access(settings.metrics_auth))]}
 
 
 def access_middleware(tokens: TokenBook, rules: tuple[Rule, ...]) -> Middleware:
-    """Answers 401/403 (JSON ``{"error"}``, with the RFC 6750 challenge) or lets through."""
+    """Answers 401/403 (JSON ``{"error", "field": "Authorization"}``, with the RFC 6750
+    challenge) or lets through."""
 
     @web.middleware
     async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -111,6 +113,7 @@ def access_middleware(tokens: TokenBook, rules: tuple[Rule, ...]) -> Middleware:
             token=None if verdict.token is None else verdict.token.name,
         )
         headers = {hdrs.WWW_AUTHENTICATE: verdict.challenge} if verdict.challenge else None
-        return web.json_response({"error": verdict.error}, status=verdict.refusal, headers=headers)
+        body = {"error": verdict.error, "field": hdrs.AUTHORIZATION}
+        return web.json_response(body, status=verdict.refusal, headers=headers)
 
     return authorize

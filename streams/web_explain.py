@@ -2,10 +2,12 @@
 
 ``GET /api/v1/{reps/<id>|teams/<id>|company}/explain?metric=&period=&as_of=&limit=&cursor=``
 lists the contributions behind a figure from the ClickHouse history (``credit_history``), newest
-first, paged by a keyset ``cursor`` (``next_cursor`` of the previous page). ``POST
-/api/v1/admin/reconcile?period=`` runs ``streams.reconcile`` here, for the ``spm reconcile``
-command while this worker holds the embedded chDB path. Both answer from the worker whose
-history store ``SPM_CLICKHOUSE_URL`` names (others answer 503, as the history routes do).
+first, paged by a keyset ``cursor`` (``next_cursor`` of the previous page); ``period`` and
+``as_of`` mean what they mean for progress (``as_of``: credit dated before the end of that
+day). ``POST /api/v1/admin/reconcile?period=`` runs ``streams.reconcile`` here, for the
+``spm reconcile`` command while this worker holds the embedded chDB path. Both answer from the
+worker whose history store ``SPM_CLICKHOUSE_URL`` names (others answer 503, as the history
+routes do).
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from streams.engine.instants import format_instant, parse_instant
 from streams.engine.money import decimal_text
 from streams.engine.periods import Period
 from streams.engine.scopes import COMPANY
-from streams.web import forwarded_headers, limit_param, metric_param
-from streams.web_history import Unavailable, _instant, _period, _query, _require_known
+from streams.web import Query, forwarded_headers, limit_param, metric_param
+from streams.web_history import Unavailable, _period, _query, _require_known
 
 log = structlog.get_logger(__name__)
 
@@ -117,13 +119,13 @@ def line_json(line: Line) -> dict[str, Any]:
 async def _explain(view: View, scope: tuple[str, str], request: Request) -> Response:
     rt = view.app.runtime  # type: ignore[attr-defined]
     metric = metric_param(request, rt.rules.catalog)
-    period = _parsed_period(request, rt)
-    as_of = _instant(request, "as_of")
+    query = Query.parse(request, rt.rules.calendar)  # period, and as_of as the live API reads it
+    period, before = query.period, (None if query.day is None else query.as_of)
     limit = limit_param(request, EXPLAIN_LIMIT, EXPLAIN_MAX)
     cursor = _cursor(request)
-    found = await _query(rt.settings, CACHE.explanation, rt.rules, scope, metric, period, as_of)
+    found = await _query(rt.settings, CACHE.explanation, rt.rules, scope, metric, period, before)
     if not found.lines:
-        _require_known(rt, *scope)
+        _require_known(rt, *scope, f"{scope[0]}_id")
     lines, next_key = found.page(cursor, limit)
     return view.json(
         {
@@ -132,7 +134,8 @@ async def _explain(view: View, scope: tuple[str, str], request: Request) -> Resp
             "metric": metric,
             "period": period.label,
             "period_type": period.type,
-            "as_of": None if as_of is None else format_instant(as_of),
+            "as_of": None if before is None else format_instant(before),
+            "as_of_day": query.day,
             "total": decimal_text(found.total),
             "contributions": len(found.lines),
             "counted": found.counted,

@@ -49,6 +49,9 @@ class Unavailable(WebError):
     code = 503
     detail = "history store unavailable"
 
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, field=None)
+
 
 async def _query(
     settings: Settings, fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs
@@ -78,6 +81,15 @@ def _period(request: Request, calendar: Calendar) -> str:
     return calendar.current("quarter", datetime.now(UTC)).label if label is None else label
 
 
+#: What ClickHouse's DateTime64 holds: no stored time lies outside, so an instant asked for
+#: beyond it is the nearest end (``since=0001-01-01…`` means "from the start").
+STORE_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2299, 12, 31, 23, 59, 59, 999000, UTC))
+
+
+def _stored(t: datetime) -> datetime:
+    return min(max(t, STORE_RANGE[0]), STORE_RANGE[1])
+
+
 def _instant(request: Request, name: str) -> datetime | None:
     raw: str | None = request.query.get(name)
     if raw is None:
@@ -85,7 +97,7 @@ def _instant(request: Request, name: str) -> datetime | None:
     value = parse_instant(raw)
     if value is None:
         raise ValidationError(f"{name} is not an RFC 3339 instant with offset: {raw!r}", field=name)
-    return value
+    return _stored(value)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -126,15 +138,16 @@ def _after(request: Request) -> EventKey | None:
             'after must be the JSON array ["<time>", "<source>", "<id>"] of the last event read',
             field="after",
         ) from None
-    return instant, source, event_id
+    return _stored(instant), source, event_id
 
 
-def _require_known(rt: Any, scope: str, scope_id: str) -> None:
-    """404 for a scope neither the roster nor the live tables know (history had nothing)."""
+def _require_known(rt: Any, scope: str, scope_id: str, field: str) -> None:
+    """404 for a scope neither the roster nor the live tables know (history had nothing);
+    ``field``: the parameter that named it."""
     if not rt.mirror.ready.is_set():
         raise Unavailable("reference data (quotas, roster) still loading")
     if not rt.views.known((scope, scope_id)):
-        raise NotFound(f"unknown {scope}: {scope_id}")
+        raise NotFound(f"unknown {scope}: {scope_id}", field=field)
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -145,7 +158,7 @@ async def _cumulative(view: View, scope: str, scope_id: str, request: Request) -
     metric = metric_param(request, rt.rules.catalog)
     body = await _query(rt.settings, query, scope_id, metric, _period(request, calendar), calendar)
     if all(day["value"] is None for day in body["days"]):
-        _require_known(rt, scope, scope_id)
+        _require_known(rt, scope, scope_id, f"{scope}_id")
     return view.json(body)
 
 
@@ -175,7 +188,7 @@ class PeriodOverPeriod(View):
             calendar,
         )
         if body["current"] is None and body["previous"]["final"] is None:
-            _require_known(rt, scope, scope_id)
+            _require_known(rt, scope, scope_id, "id")
         return self.json(body)
 
 
@@ -187,7 +200,7 @@ class HistoryLeaderboard(View):
         limit = limit_param(request)
         team: str | None = request.query.get("team")
         if team is not None:
-            _require_known(rt, "team", team)
+            _require_known(rt, "team", team, "team")
         body = await _query(
             rt.settings, history.leaderboard, metric, label, calendar, limit=limit, team=team
         )

@@ -21,6 +21,7 @@ import pytest
 #: that does not exist is ignored.
 SLOW_MODULES = (
     "tests/integration/test_dashboards_live.py",
+    "tests/integration/test_celebrations_live.py",
     "tests/integration/test_pipeline.py",
     "tests/integration/test_failover.py",
     "tests/integration/test_crash_matrix.py",
@@ -28,6 +29,7 @@ SLOW_MODULES = (
     "tests/integration/test_http_ingest_outage.py",
     "tests/integration/test_http_ingest.py",
     "tests/integration/test_cli.py",
+    "tests/integration/test_api_contract.py",  # ~80 s alone: two workers, then a ~45 s fuzz
     "tests/integration/test_scale_out.py",
     "tests/integration/test_stack.py",
     "tests/integration/test_auth.py",
@@ -41,12 +43,15 @@ SLOW_MODULES = (
     "tests/unit/engine/test_properties.py",
 )
 
-#: ``test_stack.py`` brings the shared stack ``up`` again, which reloads its Prometheus and
-#: Alertmanager. For a few seconds after a reload Prometheus knows no Alertmanager and drops
-#: the alerts it sends (``prometheus_notifications_dropped_total``; a firing one is sent again a
-#: minute later), while ``test_dashboards_live.py`` waits for its alerts at the Slack webhook
-#: for 40 s: it failed so when the two ran side by side.
-ONE_WORKER = ("tests/integration/test_dashboards_live.py", "tests/integration/test_stack.py")
+#: Modules handed out as one unit: both listen on the webhook port of the shipped Alertmanager
+#: config (``test_celebrations_live.py`` with a stack of its own, ``test_dashboards_live.py``
+#: with the shared one). ``test_stack.py`` used to be here: its ``up`` reloaded the shared
+#: Prometheus, which then dropped alerts for a few seconds; ``up`` now reloads only a changed
+#: configuration.
+ONE_WORKER = (
+    "tests/integration/test_dashboards_live.py",
+    "tests/integration/test_celebrations_live.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

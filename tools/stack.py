@@ -209,7 +209,26 @@ class Kafka(Part):
 
 
 class _HttpPart(Part):
-    """A Prometheus-family server: answers ``/-/ready`` and reloads on ``POST /-/reload``."""
+    """A Prometheus-family server: answers ``/-/ready`` and reloads on ``POST /-/reload``.
+
+    It reloads only when its config files changed since it last read them: a reload makes
+    Prometheus restart rule evaluation and Alertmanager drop pending notifications, which
+    loses an alert resolution when another run brings the same stack up meanwhile."""
+
+    def config_files(self) -> list[Path]:
+        """Every file the server reads its configuration from."""
+        raise NotImplementedError
+
+    @property
+    def config_stamp(self) -> Path:
+        return self.home / "config.sha256"
+
+    def config_digest(self) -> str:
+        digest = hashlib.sha256()
+        for path in sorted(self.config_files()):
+            digest.update(f"{path}\0".encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
 
     def probe(self) -> None:
         response = httpx.get(f"http://{self.address}/-/ready", timeout=PROBE_TIMEOUT)
@@ -217,12 +236,17 @@ class _HttpPart(Part):
 
     def reload(self) -> None:
         self.prepare()
+        digest = self.config_digest()
+        if self.config_stamp.is_file() and self.config_stamp.read_text() == digest:
+            return
         response = httpx.post(f"http://{self.address}/-/reload", timeout=10.0)
         if response.status_code != 200:
             raise StackError(
                 f"{self.name}: reloading its config failed ({response.status_code}): "
                 f"{response.text.strip()}"
             )
+        self.config_stamp.write_text(digest)
+        log.info("stack.reloaded", part=self.name)
 
 
 class Prometheus(_HttpPart):
@@ -241,6 +265,11 @@ class Prometheus(_HttpPart):
         self.home.mkdir(parents=True, exist_ok=True)
         config = render_prometheus_config(self.settings)
         self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def config_files(self) -> list[Path]:
+        config = yaml.safe_load(self.config_file.read_text())
+        rules = [path for pattern in config.get("rule_files", []) for path in _glob(pattern)]
+        return [self.config_file, *rules]
 
     def command(self) -> list[str]:
         return [
@@ -263,6 +292,10 @@ class Alertmanager(_HttpPart):
 
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+
+    def config_files(self) -> list[Path]:
+        templates = ALERTMANAGER_CONFIG.parent / "templates"
+        return [ALERTMANAGER_CONFIG, *(p for p in templates.rglob("*") if p.is_file())]
 
     def command(self) -> list[str]:
         return [
@@ -363,6 +396,12 @@ def render_prometheus_config(settings: StackSettings) -> dict[str, Any]:
         if job["job_name"] == "spm-worker":
             job["static_configs"] = [{"targets": [f"{HOST}:{settings.web_port}"]}]
     return config
+
+
+def _glob(pattern: str) -> list[Path]:
+    """The files an absolute glob pattern (as Prometheus' ``rule_files`` takes) matches."""
+    path = Path(pattern)
+    return sorted(Path(path.anchor).glob(str(path.relative_to(path.anchor))))
 
 
 def random_cluster_id() -> str:
@@ -497,6 +536,8 @@ def _launch(part: Part) -> int:
             start_new_session=True,
         )
     part.pid_file.write_text(f"{process.pid}\n")
+    if isinstance(part, _HttpPart):
+        part.config_stamp.write_text(part.config_digest())
     log.info("stack.started", part=part.name, pid=process.pid, log=str(part.log_file))
     return process.pid
 

@@ -74,7 +74,8 @@ def explain(
         str | None, typer.Option(help="Period label, e.g. 2026-Q4 (default: this quarter).")
     ] = None,
     as_of: Annotated[
-        str | None, typer.Option(help="The history as it stood at this RFC 3339 instant.")
+        str | None,
+        typer.Option(help="As the figure stood at the end of this day (date or instant)."),
     ] = None,
     as_csv: Annotated[
         bool, typer.Option("--csv", help="CSV on stdout, for a spreadsheet.")

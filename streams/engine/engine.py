@@ -25,7 +25,14 @@ from streams.engine.periods import Calendar
 from streams.engine.quotas import QuotaBook
 from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, scope_key
-from streams.engine.tally import BucketState, CreditState, Effects, Tally, record_doc
+from streams.engine.tally import (
+    BucketState,
+    CreditState,
+    Effects,
+    Tally,
+    claim_records,
+    record_doc,
+)
 
 FigureKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
 DAY_MS = 86_400_000
@@ -62,6 +69,9 @@ class Engine:
         self.tallies = [self._tally(p) for p in range(partitions)]
         #: Durable records per partition, as the changelog would hold them (newest per key).
         self.records: list[dict[str, dict[str, Any]]] = [{} for _ in range(partitions)]
+        #: Claim records, kept apart: they are durable before a batch sends anything, so a
+        #: crash that loses a batch's other records keeps them.
+        self.claims: list[dict[str, dict[str, Any]]] = [{} for _ in range(partitions)]
         #: Every message sent between partitions, as the compacted topics keep them.
         self.credit_log: list[CreditState] = []
         self.bucket_log: list[BucketState] = []
@@ -79,10 +89,11 @@ class Engine:
         return self.apply_batch([(event, arrival_ms)])
 
     def apply_batch(self, events: Iterable[tuple[Event, int]]) -> set[tuple[Scope, str, str]]:
-        """One batch of events, then the messages it causes, delivered in order."""
+        """One batch of events, then the messages it causes, delivered in order. An empty
+        batch after a roster change re-attributes the past, as the worker's timer does."""
         effects = [Effects() for _ in self.tallies]
-        for tally in self.tallies:
-            tally.next_batch()
+        for tally, fx in zip(self.tallies, effects, strict=True):
+            tally.next_batch(fx)
         for event, arrival_ms in events:
             p = self.partition_of(event.partition_key)
             if event.type in DEAL_TYPES and event.deal_id is not None:
@@ -106,6 +117,7 @@ class Engine:
         credits: list[CreditState] = []
         buckets: list[BucketState] = []
         for p, fx in enumerate(effects):
+            self.claims[p].update(claim_records(fx.claims))
             self.records[p].update((k, record_doc(r)) for k, r in fx.records.items())
             credits.extend(fx.credits)
             buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
@@ -123,8 +135,8 @@ class Engine:
         """Deliver credits (which cause buckets), then buckets, until nothing is in flight."""
         while credits or buckets:
             effects = [Effects() for _ in self.tallies]
-            for tally in self.tallies:
-                tally.next_batch()
+            for tally, fx in zip(self.tallies, effects, strict=True):
+                tally.next_batch(fx)
             for credit in credits:
                 p = self.partition_of(credit.rep_id)
                 self.tallies[p].credit(credit, effects[p])
@@ -139,7 +151,7 @@ class Engine:
         old = self.tallies[p]
         tally = self.tallies[p] = self._tally(p, epoch=old.epoch + 1)
         tally.seq = old.seq
-        for key, doc in self.records[p].items():
+        for key, doc in (self.claims[p] | self.records[p]).items():
             tally.load(key, doc)
         sink = Effects()
         for credit in self.credit_log:
@@ -148,8 +160,8 @@ class Engine:
         for bucket in self.bucket_log:
             if self.partition_of(scope_key(bucket.scope)) == p:
                 tally.bucket(bucket, sink)
-        tally.next_batch()
         effects = [Effects() for _ in self.tallies]
+        tally.next_batch(effects[p])
         tally.resend_all(effects[p])
         self._settle(effects)
 
@@ -166,16 +178,29 @@ class Engine:
         return self.tally_of((scope, scope_id)).value((scope, scope_id), metric, label)
 
     def figures(
-        self, scope: str, scope_id: str, metric: str, label: str, as_of: datetime
+        self,
+        scope: str,
+        scope_id: str,
+        metric: str,
+        label: str,
+        as_of: datetime,
+        through_day: str | None = None,
     ) -> Figures:
+        """Figures at ``as_of``; with ``through_day``, the value counts only the period's days
+        up to that day (as the API's ``as_of`` does)."""
         period = self.calendar.parse(label)
         if isinstance(period, Invalid):
             raise ValueError(period.message)
         target = self.quotas.target(scope, scope_id, metric, period, as_of, self.roster)
         expected = self.calendar.expected(period, as_of)
-        return figures(
-            self.value(scope, scope_id, metric, label), target, expected, self.thresholds
+        s = (scope, scope_id)
+        tally = self.tally_of(s)
+        value = (
+            tally.value(s, metric, label)
+            if through_day is None
+            else tally.value_through(s, metric, period, through_day)
         )
+        return figures(value, target, expected, self.thresholds, closed=as_of >= period.end)
 
     def keys(self) -> Iterator[FigureKey]:
         """Every (scope, id, metric, label) holding data in the partition that owns it."""

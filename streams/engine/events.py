@@ -8,8 +8,11 @@ re-validation and amounts stay exact decimal strings.
 
 ``schemas/event.v1.schema.json`` is checked by hand-written code rather than a JSON Schema
 library: a generic validator costs ten times the rest of decoding on the hot path. The checks
-mirror the schema keyword for keyword and report the field ``jsonschema``'s ``best_match``
-would; ``tests/unit/engine/test_decoder_schema.py`` proves both against ``jsonschema``.
+mirror the schema's structural keywords one for one and report the field ``jsonschema``'s
+``best_match`` would; the schema's value rules (time syntax, amount >= 0, 0 < share <= 1) are
+the semantic stage's, with their own codes. ``tests/unit/engine/test_decoder_schema.py``
+proves both against ``jsonschema``, and that the schema rejects every event the decoder
+rejects for a reason JSON Schema can state.
 """
 
 from __future__ import annotations

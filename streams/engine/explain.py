@@ -79,15 +79,19 @@ def explain(
     scope: tuple[str, str],
     metric: str,
     period: Period,
+    before: datetime | None = None,
 ) -> Explanation:
-    """The contributions of ``metric`` to ``scope`` in ``period``; total = the counted ones."""
+    """The contributions of ``metric`` to ``scope`` in ``period``; total = the counted ones.
+    ``before``: only contributions dated before that instant (the API's ``as_of`` cut)."""
     lines = [
-        Line(c, teams_of(roster, c.claim.rep_id, c.event.time), rate, reason(c, calendar, rate))
+        Line(c, teams_of(roster, calendar, c.claim.rep_id, c.event.time), rate, why)
         for c in contributions
         if c.claim.metric == metric
+        and (before is None or c.event.time < before)
         and period.label in calendar.labels_at(c.event.time)
-        and scope in credited_scopes(roster, c)
+        and scope in credited_scopes(roster, calendar, c)
         for rate in (_rate(c, rates),)
+        for why in (reason(c, calendar, rate),)
     ]
     lines.sort(key=lambda line: line.key, reverse=True)
     total = sum((line.contribution.claim.credit for line in lines if line.counts), Decimal(0))

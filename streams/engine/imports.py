@@ -28,6 +28,7 @@ from streams.engine.errors import Invalid
 from streams.engine.instants import parse_instant
 from streams.engine.money import parse_decimal
 from streams.engine.periods import Calendar
+from streams.engine.rollup import UNASSIGNED
 from streams.engine.scopes import SCOPES
 
 Row = TypeVar("Row")
@@ -96,6 +97,7 @@ def parse_roster_csv(text: str, *, tz: str = "UTC") -> tuple[list[RosterRow], li
         rep_id, name, team_id = cells[:3]
         if not rep_id or not team_id:
             raise _BadRow("rep_id and team_id must not be empty")
+        _not_reserved(team_id)
         return RosterRow(rep_id, name, team_id, _effective(cells, 3, tz))
 
     return _parse(text, ("rep_id", "name", "team_id"), True, row)
@@ -108,6 +110,8 @@ def parse_teams_csv(text: str) -> tuple[list[TeamRow], list[Invalid]]:
             raise _BadRow("team_id must not be empty")
         if parent_id == team_id:
             raise _BadRow("a team cannot be its own parent")
+        _not_reserved(team_id)
+        _not_reserved(parent_id)
         return TeamRow(team_id, name, parent_id or None)
 
     return _parse(text, ("team_id", "name", "parent_id"), False, row)
@@ -149,6 +153,11 @@ def _parse(
         except _BadRow as exc:
             errors.append(_error(line, str(exc)))
     return rows, errors
+
+
+def _not_reserved(team_id: str) -> None:
+    if team_id == UNASSIGNED:
+        raise _BadRow(f"team id {UNASSIGNED!r} is reserved for credit of reps without a team")
 
 
 def _error(line: int, message: str) -> Invalid:

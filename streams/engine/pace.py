@@ -7,9 +7,11 @@ Definitions (``expected`` = elapsed fraction of the period, see ``Calendar.expec
 * projection = value / expected          (end-of-period value at the current rate;
                                           None at expected 0)
 * gap        = target − value            (None without a target; negative = ahead)
-* status     = None without a target; ``behind`` if pace < ``behind`` once at least
-  ``min_elapsed`` of the period is gone; else ``at_risk`` if pace < ``at_risk``;
-  else ``on_track`` (also at expected 0 or target 0: nothing is late yet).
+* status     = None without a target. A **closed** period (ended at the as-of instant) is
+  ``achieved`` if value >= target, else ``missed``: it was reached or not, and pace no longer
+  matters. An open period is ``behind`` if pace < ``behind`` once at least ``min_elapsed``
+  of it is gone; else ``at_risk`` if pace < ``at_risk``; else ``on_track`` (also at
+  expected 0 or target 0: nothing is late yet).
 
 Ratios are rounded half-even to 6 decimals (stable output; status is decided on the rounded
 pace so readers can reproduce it); value, target and gap stay exact.
@@ -54,19 +56,32 @@ class Figures:
         }
 
 
+#: The statuses of a period that has ended.
+CLOSED_STATUSES = ("achieved", "missed")
+
+
 def figures(
-    value: Decimal, target: Decimal | None, expected: Decimal, thresholds: Thresholds
+    value: Decimal,
+    target: Decimal | None,
+    expected: Decimal,
+    thresholds: Thresholds,
+    *,
+    closed: bool,
 ) -> Figures:
+    """The figures of ``value`` against ``target``; ``closed``: the period has ended."""
     exp = _round(expected)
     projection = None if expected == 0 else _round(_CONTEXT.divide(value, expected))
     if target is None:
         return Figures(value, None, None, exp, None, projection, None, None)
     gap = target - value
+    final = ("achieved" if value >= target else "missed") if closed else None
     if target == 0:
-        return Figures(value, target, None, exp, None, projection, gap, "on_track")
+        return Figures(value, target, None, exp, None, projection, gap, final or "on_track")
     attainment = _CONTEXT.divide(value, target)
     pace = None if expected == 0 else _round(_CONTEXT.divide(attainment, expected))
-    if pace is None:
+    if final is not None:
+        status = final
+    elif pace is None:
         status = "on_track"
     elif pace < thresholds.behind and expected >= thresholds.min_elapsed:
         status = "behind"

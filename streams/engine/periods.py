@@ -124,6 +124,14 @@ class Calendar:
     def current(self, period_type: str, at: datetime) -> Period:
         return self.periods_at(at)[PERIOD_TYPES.index(period_type)]
 
+    def day_at(self, t: datetime) -> Period | Invalid:
+        """The local day holding ``t``, or Invalid when the calendar cannot hold ``t``'s
+        periods (its fiscal year would end past year 9999, or start before year 1)."""
+        try:
+            return self.periods_at(t)[0]
+        except (ValueError, OverflowError):
+            return Invalid("bad_time", f"out of the calendar's range: {t.isoformat()}")
+
     def parse(self, label: str) -> Period | Invalid:
         """The period a label names on this calendar (``2027-Q1``, ``2026-W48`` …)."""
         m = _LABEL.match(label)
@@ -148,9 +156,9 @@ class Calendar:
                 probe, kind = date(year, int(m["m"]), 1), 2
             else:
                 probe, kind = self._fiscal_year_first_month(year), 4
-        except (ValueError, OverflowError):
+            period = self._day(probe).periods[kind]
+        except (ValueError, OverflowError):  # e.g. 9999: its year would end in year 10000
             return bad
-        period = self._day(probe).periods[kind]
         return period if period.label == label else bad
 
     # --- expected progress -----------------------------------------------------------------
@@ -176,6 +184,16 @@ class Calendar:
                 epoch_us(day.end) - epoch_us(day.start)
             )
         return elapsed / total
+
+    def business_days_left(self, period: Period, as_of: datetime) -> int:
+        """Business days of ``period`` from ``as_of``'s local day on, that day included (it is
+        not over yet); weekends and the configured country's holidays excluded, whether or not
+        expected progress counts business days. 0 once the period is over."""
+        as_of = as_of.astimezone(UTC)
+        if as_of >= period.end:
+            return 0
+        first = self._local_date(max(as_of, period.start))
+        return self._business_days_between(first, self._local_date(period.end))
 
     def _is_business_day(self, d: date) -> bool:
         return d.weekday() not in self._weekend and (

@@ -4,7 +4,7 @@ Deliberately written the plain way and sharing no code with the ledger, postings
 contribution book: keep the first event of each (source, id), take each deal's latest win
 and latest retraction by (time, id, source), and sum every credit directly. If the
 incremental path and this one disagree for any scope, metric or period, one has a bug.
-It reuses only the inputs' own rules (calendar labels, roster lookups, quota targets).
+It reuses only the inputs' own rules (calendar labels, the roll-up rule, quota targets).
 
 The same pass lists every *contribution* (one event's credit to one rep and metric, marked
 counted, superseded or retracted), so ``explain`` shows exactly the terms these sums add up.
@@ -25,6 +25,7 @@ from streams.engine.money import Rates
 from streams.engine.pace import Figures, Thresholds, figures
 from streams.engine.periods import Calendar
 from streams.engine.quotas import QuotaBook
+from streams.engine.rollup import teams_for
 from streams.engine.roster import Roster
 from streams.engine.scopes import COMPANY
 
@@ -129,28 +130,36 @@ def _rank(e: Event) -> tuple[datetime, str, str]:
     return (e.time, e.id, e.source)
 
 
-def teams_of(roster: Roster, rep: str, t: datetime) -> tuple[str, ...]:
-    """The team lineage a rep's credit at ``t`` rolls up to (empty: no team)."""
-    team = roster.team_at(rep, t)
-    return roster.lineage(team) if team else ()
+def teams_of(roster: Roster, calendar: Calendar, rep: str, t: datetime) -> tuple[str, ...]:
+    """The team lineage a rep's credit at ``t`` rolls up to: the roll-up rule's, as of the end
+    of the event's day in the organisation's zone."""
+    day = calendar.parse(calendar.labels_at(t)[0])
+    assert not isinstance(day, Invalid)
+    return teams_for(roster, rep, day.end)
 
 
-def credited_scopes(roster: Roster, c: Contribution) -> list[tuple[str, str]]:
+def credited_scopes(roster: Roster, calendar: Calendar, c: Contribution) -> list[tuple[str, str]]:
     """The scopes a contribution counts for: its rep, the rep's teams, the company."""
     rep, t = c.claim.rep_id, c.event.time
-    return [("rep", rep), *(("team", team) for team in teams_of(roster, rep, t)), COMPANY]
+    teams = teams_of(roster, calendar, rep, t)
+    return [("rep", rep), *(("team", team) for team in teams), COMPANY]
 
 
 def values(
-    events: Iterable[Event], roster: Roster, calendar: Calendar, catalog: MetricCatalog
+    events: Iterable[Event],
+    roster: Roster,
+    calendar: Calendar,
+    catalog: MetricCatalog,
+    before: datetime | None = None,
 ) -> dict[FigureKey, Decimal]:
-    """Every scope's value per metric and period label: the counted contributions summed."""
+    """Every scope's value per metric and period label: the counted contributions summed
+    (with ``before``, only those dated before that instant)."""
     totals: dict[FigureKey, Decimal] = defaultdict(Decimal)
     for c in contributions(events, catalog):
-        if c.status != COUNTED:
+        if c.status != COUNTED or (before is not None and c.event.time >= before):
             continue
         labels = calendar.labels_at(c.event.time)
-        for scope, scope_id in credited_scopes(roster, c):
+        for scope, scope_id in credited_scopes(roster, calendar, c):
             for label in labels:
                 totals[(scope, scope_id, c.claim.metric, label)] += c.claim.credit
     return totals
@@ -165,14 +174,17 @@ def recompute(
     rates: Rates,
     thresholds: Thresholds,
     as_of: datetime,
+    before: datetime | None = None,
 ) -> dict[FigureKey, Figures]:
     """Figures for every scope, metric and label that has data or a quota.
 
     ``rates`` is accepted for symmetry with the engine's inputs: events arrive decoded, with
-    ``amount_base`` already converted at their time.
+    ``amount_base`` already converted at their time. ``before``: count only credit dated
+    before that instant (the API's ``as_of``: a deal counts as its ledger stands now, if its
+    deciding win is dated before the cut).
     """
     del rates
-    values_ = values(events, roster, calendar, catalog)
+    values_ = values(events, roster, calendar, catalog, before)
 
     keys = set(values_)
     quota_periods = set()
@@ -191,5 +203,7 @@ def recompute(
             continue
         target = quotas.target(scope, scope_id, metric, period, as_of, roster)
         expected = calendar.expected(period, as_of)
-        result[key] = figures(values_.get(key, Decimal(0)), target, expected, thresholds)
+        closed = as_of >= period.end
+        value = values_.get(key, Decimal(0))
+        result[key] = figures(value, target, expected, thresholds, closed=closed)
     return result

@@ -1,16 +1,17 @@
 """Who sold it and in which team: reps with effective-dated team assignments, team tree.
 
-Assignments are effective-dated so that moving a rep does not move past credit: credit
-goes to the team the rep belonged to at the event's time. An assignment without
-``effective_from`` holds from the beginning of time. Before a rep's first dated
-assignment the rep has no team (the credit still counts for the rep and the company).
-Teams form a tree (team → parent → … → root) that credit rolls up; a cycle, which the
-import should never let in, is cut where it closes instead of looping.
+Assignments are effective-dated so that moving a rep does not move past credit: credit goes
+to the team the rep belonged to when it was earned (``streams.engine.rollup`` says which
+instant counts). An assignment without ``effective_from`` holds from the beginning of time.
+Before a rep's first dated assignment the rep has no team. Teams form a tree (team → parent
+→ … → root) that credit rolls up; a cycle, which the import should never let in, is cut where
+it closes instead of looping. ``version`` counts the changes, so holders of attributions made
+with an older roster know to make them again (a change may be effective in the past).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime
 
 _BEGINNING = datetime.min.replace(tzinfo=UTC)
@@ -24,7 +25,7 @@ def as_utc(t: datetime) -> datetime:
 class Roster:
     """Mutable roster; lookups by time are binary searches, lineages are cached."""
 
-    __slots__ = ("_assignments", "_children", "_lineages", "_rep_names", "_teams")
+    __slots__ = ("_assignments", "_children", "_lineages", "_rep_names", "_teams", "version")
 
     def __init__(self) -> None:
         # rep -> sorted [(effective_from, team_id, name)]
@@ -33,6 +34,8 @@ class Roster:
         self._teams: dict[str, tuple[str, str | None]] = {}  # team -> (name, parent)
         self._lineages: dict[str, tuple[str, ...]] = {}
         self._children: dict[str, set[str]] | None = None
+        #: Bumped by every change.
+        self.version = 0
 
     def set_assignment(
         self, rep_id: str, name: str, team_id: str | None, effective_from: datetime | None
@@ -46,11 +49,13 @@ class Roster:
         rows.sort(key=lambda r: r[0])
         self._assignments[rep_id] = rows
         self._rep_names[rep_id] = rows[-1][2]
+        self.version += 1
 
     def set_team(self, team_id: str, name: str, parent_id: str | None) -> None:
         self._teams[team_id] = (name, parent_id or None)
         self._lineages.clear()
         self._children = None
+        self.version += 1
 
     def team_at(self, rep_id: str, t: datetime) -> str | None:
         rows = self._assignments.get(rep_id)
@@ -60,6 +65,15 @@ class Roster:
             start, team, _ = rows[0]
             return (team or None) if start <= t else None
         i = bisect_right(rows, t, key=lambda r: r[0]) - 1
+        return (rows[i][1] or None) if i >= 0 else None
+
+    def team_before(self, rep_id: str, t: datetime) -> str | None:
+        """The team in force just before ``t``: assignments effective at ``t`` or later do not
+        count yet."""
+        rows = self._assignments.get(rep_id)
+        if not rows:
+            return None
+        i = bisect_left(rows, t, key=lambda r: r[0]) - 1
         return (rows[i][1] or None) if i >= 0 else None
 
     def lineage(self, team_id: str) -> tuple[str, ...]:

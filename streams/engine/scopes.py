@@ -28,7 +28,5 @@ def scope_key(scope: Scope) -> str:
 
 def lineage(roster: Roster, team_id: str) -> tuple[Scope, ...]:
     """The scopes a rep's credit in ``team_id`` rolls up to: the team, its ancestors and the
-    company (only the company for a rep in no team, ``""``)."""
-    if not team_id:
-        return (COMPANY,)
+    company."""
     return (*(("team", t) for t in roster.lineage(team_id)), COMPANY)

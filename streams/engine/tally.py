@@ -5,7 +5,7 @@ The pipeline partitions everything by key: activities by rep, deals by deal, tea
 buckets by scope. Partition ``p`` holds
 
 * **rep-days** ``(rep, day)``: the idempotency keys seen that day (the duplicate window) and
-  the counts per (team at event time, metric). One record, so ids and counts never disagree;
+  the counts per metric. One record, so ids and counts never disagree;
 * **deals**: each deal's ledger state (``streams.engine.ledger``) and every rep it ever
   credited;
 * **deal credits** ``(rep, deal)``: what a deal gives a rep, versioned by the deal's ledger
@@ -13,13 +13,19 @@ buckets by scope. Partition ``p`` holds
 * **team buckets** ``(scope, origin partition, month)``: what partition ``origin`` adds to a
   team or the company on each day of that month, versioned by ``(origin epoch, batch
   sequence)``. A month per message keeps the messages few when a batch spans many days (a
-  backfill) and small enough to carry the whole month's state.
+  backfill) and small enough to carry the whole month's state;
+* **claims**: every (scope, month) this partition ever sent buckets for. A new owner restores
+  the state but not the roster the old one attributed it with, so it sends every claimed key
+  again (emptied where the attribution moved away). Claims are made durable before the
+  buckets they name are sent.
 
 Between partitions only *state* travels: a deal's current credit to a rep, a partition's
 current buckets for a scope and month. A receiver keeps the newest version per key, so a message
 applied twice, late or out of order changes nothing. Period figures are sums of day buckets
-(kept per label as the buckets change). Nothing here does I/O; ``streams.pipeline`` moves the
-messages and persists the records.
+(kept per label as the buckets change). Which team a rep-day or credit counts for is not
+stored: outgoing buckets are a function of the state and the roster, made again whenever the
+roster changed (``next_batch``), so a late roster change re-attributes the past. Nothing here
+does I/O; ``streams.pipeline`` moves the messages and persists the records.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -37,7 +43,8 @@ from streams.engine.events import Event
 from streams.engine.instants import format_instant, parse_instant
 from streams.engine.ledger import DealState, credits, merge, version
 from streams.engine.money import decimal_text
-from streams.engine.periods import Calendar
+from streams.engine.periods import Calendar, Period
+from streams.engine.rollup import team_of_day
 from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, lineage
 
@@ -130,27 +137,26 @@ class BucketState:
 @dataclass(slots=True)
 class RepDay:
     """A rep's activities on one day: seen idempotency keys (None once past the window) and
-    counts per (team, metric); ``at`` is the latest arrival (Kafka timestamp, ms)."""
+    counts per metric; ``at`` is the latest arrival (Kafka timestamp, ms)."""
 
     ids: set[str] | None
-    counts: dict[tuple[str, str], int]
+    counts: dict[str, int]
     at: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ids": None if self.ids is None else sorted(self.ids),
-            "n": [[team, metric, n] for (team, metric), n in sorted(self.counts.items())],
+            "c": dict(sorted(self.counts.items())),
             "at": self.at,
         }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> RepDay:
         ids = doc["ids"]
-        return cls(
-            None if ids is None else set(ids),
-            {(team, metric): int(n) for team, metric, n in doc["n"]},
-            int(doc["at"]),
-        )
+        counts: dict[str, int] = {metric: int(n) for metric, n in doc.get("c", {}).items()}
+        for row in doc.get("n", ()):  # written before team attribution was derived
+            counts[row[-2]] = counts.get(row[-2], 0) + int(row[-1])
+        return cls(None if ids is None else set(ids), counts, int(doc["at"]))
 
 
 @dataclass(slots=True)
@@ -169,11 +175,10 @@ class Deal:
 
 @dataclass(slots=True)
 class Credit:
-    """A deal credit as the rep's partition holds it (team and day decided on arrival)."""
+    """A deal credit as the rep's partition holds it (its day decided on arrival)."""
 
     version: Version
     day: str
-    team: str
     values: Values
 
 
@@ -188,6 +193,8 @@ class Effects:
     credits: list[CreditState] = field(default_factory=list)
     #: (scope, month) whose buckets of this partition must be sent (again).
     buckets: set[tuple[Scope, str]] = field(default_factory=set)
+    #: (scope, month) sent for the first time: durable before any bucket is sent.
+    claims: set[tuple[Scope, str]] = field(default_factory=set)
     #: (scope, metric, day) whose figures may have changed.
     figures: set[tuple[Scope, str, str]] = field(default_factory=set)
 
@@ -219,12 +226,18 @@ class Tally:
         self.deals: dict[str, Deal] = {}
         self.credits: dict[tuple[str, str], Credit] = {}
         self.buckets: dict[BucketKey, BucketState] = {}
+        self.claimed: set[tuple[Scope, str]] = set()
         #: Derived (rebuilt on restore): sums per scope → metric → period label; this
         #: partition's outgoing bucket per (team or company scope, day); rep-days by arrival day.
         self._sums: dict[Scope, dict[str, dict[str, Decimal]]] = {}
         self._out: dict[tuple[Scope, str], dict[str, Values]] = {}  # (scope, month) -> day
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
         self._labels: dict[str, tuple[str, ...]] = {}
+        self._day_ends: dict[str, datetime] = {}
+        #: Attributions made with the roster at ``_roster_version``: (rep, day) -> its team's
+        #: scopes, team -> its lineage.
+        self._roster_version = roster.version
+        self._teams: dict[tuple[str, str], tuple[Scope, ...]] = {}
         self._lineages: dict[str, tuple[Scope, ...]] = {}
         self.stream_ms = 0
         #: Activities seen again within the window (not counted again).
@@ -234,12 +247,32 @@ class Tally:
     def value(self, scope: Scope, metric: str, label: str) -> Decimal:
         return self._sums.get(scope, {}).get(metric, {}).get(label, _ZERO)
 
+    def value_through(self, scope: Scope, metric: str, period: Period, day: str) -> Decimal:
+        """``period``'s value counting only its days up to and including the day labelled
+        ``day`` (``as_of``: credit dated after that day is left out). Day labels are
+        ``YYYY-MM-DD`` in every calendar, and a period's bounds are local midnights, so its
+        days are the dates from its start's to the one before its end's."""
+        first, end = period.start.date(), period.end.date()
+        through = date.fromisoformat(day)
+        if through >= end - timedelta(days=1):
+            return self.value(scope, metric, period.label)
+        by_label = self._sums.get(scope, {}).get(metric, {})
+        total = _ZERO
+        for n in range((through - first).days + 1):
+            total += by_label.get((first + timedelta(days=n)).isoformat(), _ZERO)
+        return total
+
     def scopes(self) -> Iterable[Scope]:
         """Scopes holding data in this partition."""
         return self._sums.keys()
 
     def labels(self, scope: Scope, metric: str) -> set[str]:
         return set(self._sums.get(scope, {}).get(metric, {}))
+
+    @property
+    def roster_changed(self) -> bool:
+        """The roster changed since the buckets were attributed (``next_batch`` catches up)."""
+        return self.roster.version != self._roster_version
 
     def out_bucket(self, scope: Scope, month: str) -> BucketState:
         """This partition's current buckets for a scope and month, at the current version."""
@@ -259,11 +292,26 @@ class Tally:
         }
 
     # --- applying --------------------------------------------------------------------------
-    def next_batch(self) -> None:
-        """Start a batch: buckets sent from now on carry a newer version, and team lineages
-        are looked up afresh (roster changes count from the next batch on)."""
+    def next_batch(self, fx: Effects) -> None:
+        """Start a batch: buckets sent from now on carry a newer version. If the roster
+        changed since the last attribution, every rep-day and credit is attributed again and
+        the buckets that changed are sent (a change may be effective in the past)."""
         self.seq += 1
+        if not self.roster_changed:
+            return
+        self._roster_version = self.roster.version
+        self._teams.clear()
         self._lineages.clear()
+        before, self._out = self._out, {}
+        for (rep_id, day), rd in self.rep_days.items():
+            for metric, n in rd.counts.items():
+                self._roll_up(rep_id, metric, day, Decimal(n), fx)
+        for (rep_id, _), credit in self.credits.items():
+            for metric, amount in credit.values.items():
+                self._roll_up(rep_id, metric, credit.day, amount, fx)
+        fx.buckets.update(
+            key for key in before.keys() | self._out.keys() if before.get(key) != self._out.get(key)
+        )
 
     def activity(self, event: Event, arrival_ms: int, fx: Effects) -> None:
         """Count an activity once per idempotency key; a repeat re-sends its buckets."""
@@ -277,7 +325,7 @@ class Tally:
         self._observe(arrival_ms)
         if rd is not None and rd.ids is not None and id_key in rd.ids:
             self.duplicates += 1
-            self._resend_rep_day(day, rd, fx)
+            self._resend(event.rep_id, day, fx)
             return
         if rd is None:
             rd = self.rep_days[rd_key] = RepDay(set(), {}, arrival_ms)
@@ -287,11 +335,10 @@ class Tally:
         if arrival_ms > rd.at:
             rd.at = arrival_ms
         self._arrivals[rd.at // _DAY_MS].add(rd_key)
-        team = self.roster.team_at(event.rep_id, event.time) or ""
         for metric in metrics:
             name = metric.name
-            rd.counts[(team, name)] = rd.counts.get((team, name), 0) + 1
-            self._add(event.rep_id, team, name, day, Decimal(1), fx)
+            rd.counts[name] = rd.counts.get(name, 0) + 1
+            self._add(event.rep_id, name, day, Decimal(1), fx)
         fx.records[_rep_day_key(event.rep_id, day)] = rd
 
     def deal_event(self, event: Event, fx: Effects) -> None:
@@ -323,20 +370,18 @@ class Tally:
         key = (msg.rep_id, msg.deal_id)
         old = self.credits.get(key)
         if old is not None and not msg.version > old.version:
-            self._resend(old.team, old.day, fx)
+            self._resend(msg.rep_id, old.day, fx)
             return
         if old is not None:
             for metric, amount in old.values.items():
-                self._add(msg.rep_id, old.team, metric, old.day, -amount, fx)
+                self._add(msg.rep_id, metric, old.day, -amount, fx)
         if msg.time is None:
-            day, team = old.day if old else "", old.team if old else ""
-            self.credits[key] = Credit(msg.version, day, team, {})
+            self.credits[key] = Credit(msg.version, old.day if old else "", {})
             return
         day = self._day(msg.time)
-        team = self.roster.team_at(msg.rep_id, msg.time) or ""
-        self.credits[key] = Credit(msg.version, day, team, dict(msg.values))
+        self.credits[key] = Credit(msg.version, day, dict(msg.values))
         for metric, amount in msg.values.items():
-            self._add(msg.rep_id, team, metric, day, amount, fx)
+            self._add(msg.rep_id, metric, day, amount, fx)
 
     def bucket(self, msg: BucketState, fx: Effects) -> None:
         """Keep the newest buckets per (scope, origin, month) and sum them into the scope."""
@@ -376,8 +421,10 @@ class Tally:
         return expired
 
     def resend_all(self, fx: Effects) -> None:
-        """Every outgoing bucket again (after a restore, under the new epoch)."""
-        fx.buckets.update(self._out)
+        """Every claimed bucket again (after a restore, under the new epoch), and the claims:
+        restoring may have attributed days to scopes the old owner never claimed."""
+        fx.buckets.update(self.claimed)
+        fx.claims.update(self.claimed)
 
     # --- restoring -------------------------------------------------------------------------
     def load(self, key: str, doc: dict[str, Any]) -> None:
@@ -389,15 +436,16 @@ class Tally:
             self._arrivals[rd.at // _DAY_MS].add((rep_id, day))
             self._observe(rd.at)
             sink = Effects()
-            for (team, metric), n in rd.counts.items():
-                self._add(rep_id, team, metric, day, Decimal(n), sink)
+            for metric, n in rd.counts.items():
+                self._add(rep_id, metric, day, Decimal(n), sink)
         elif kind == "d":
             self.deals[rest] = Deal.from_dict(doc["d"])
+        elif kind == "o":
+            scope_kind, scope_id, month = rest.split(SEP)
+            self.claimed.add(((scope_kind, scope_id), month))
 
     # --- internals -------------------------------------------------------------------------
-    def _add(
-        self, rep_id: str, team: str, metric: str, day: str, amount: Decimal, fx: Effects
-    ) -> None:
+    def _add(self, rep_id: str, metric: str, day: str, amount: Decimal, fx: Effects) -> None:
         """Add to the rep's sums and to this partition's buckets of the rep's lineage."""
         labels = self.labels_of_day(day)
         rep = ("rep", rep_id)
@@ -405,25 +453,47 @@ class Tally:
         for label in labels:
             rep_sums[label] = rep_sums.get(label, _ZERO) + amount
         fx.figures.add((rep, metric, day))
+        self._roll_up(rep_id, metric, day, amount, fx)
+        self._resend(rep_id, day, fx)
+
+    def _roll_up(self, rep_id: str, metric: str, day: str, amount: Decimal, fx: Effects) -> None:
+        """Add to this partition's outgoing buckets of the scopes the rep's day counts for."""
         month = day[:7]  # day labels are YYYY-MM-DD, in every calendar
-        for scope in self._lineage(team):
-            out = self._out.setdefault((scope, month), {}).setdefault(day, {})
-            out[metric] = out.get(metric, _ZERO) + amount
-            fx.buckets.add((scope, month))
+        for scope in self._scopes_of(rep_id, day):
+            key = (scope, month)
+            out = self._out.get(key)
+            if out is None:
+                out = self._out[key] = {}
+                if key not in self.claimed:
+                    self.claimed.add(key)
+                    fx.claims.add(key)
+            values = out.setdefault(day, {})
+            values[metric] = values.get(metric, _ZERO) + amount
 
-    def _resend_rep_day(self, day: str, rd: RepDay, fx: Effects) -> None:
-        for team in {team for team, _ in rd.counts}:
-            self._resend(team, day, fx)
-
-    def _resend(self, team: str, day: str, fx: Effects) -> None:
+    def _resend(self, rep_id: str, day: str, fx: Effects) -> None:
         if day:
-            fx.buckets.update((scope, day[:7]) for scope in self._lineage(team))
+            fx.buckets.update((scope, day[:7]) for scope in self._scopes_of(rep_id, day))
 
-    def _lineage(self, team: str) -> tuple[Scope, ...]:
-        found = self._lineages.get(team)
+    def _scopes_of(self, rep_id: str, day: str) -> tuple[Scope, ...]:
+        """The team and company scopes a rep's credit on ``day`` counts for."""
+        key = (rep_id, day)
+        found = self._teams.get(key)
         if found is None:
-            found = self._lineages[team] = lineage(self.roster, team)
+            team = team_of_day(self.roster, rep_id, self._day_end(day))
+            found = self._lineages.get(team)
+            if found is None:
+                found = self._lineages[team] = lineage(self.roster, team)
+            self._teams[key] = found
         return found
+
+    def _day_end(self, day: str) -> datetime:
+        end = self._day_ends.get(day)
+        if end is None:
+            period = self.calendar.parse(day)
+            if isinstance(period, Invalid):
+                raise ValueError(f"not a day label: {day!r}")
+            end = self._day_ends[day] = period.end
+        return end
 
     def _observe(self, arrival_ms: int) -> None:
         if arrival_ms > self.stream_ms:
@@ -464,6 +534,13 @@ def _rep_day_key(rep_id: str, day: str) -> str:
 
 def _deal_key(deal_id: str) -> str:
     return f"d{SEP}{deal_id}"
+
+
+def claim_records(claims: Iterable[tuple[Scope, str]]) -> dict[str, Any]:
+    """The changelog records of claimed (scope, month) keys."""
+    return {
+        f"o{SEP}{kind}{SEP}{scope_id}{SEP}{month}": {"o": 1} for (kind, scope_id), month in claims
+    }
 
 
 def _instant(text: str) -> datetime:

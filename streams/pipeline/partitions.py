@@ -1,10 +1,11 @@
 """The partitions this worker owns: their tallies, restored from Kafka when assigned.
 
 A tally's durable state is three compacted topics' partition ``p``: its own changelog
-(rep-days, deal ledgers, alert statuses), the deal credits addressed to its reps and the
-buckets addressed to its scopes. Restoring reads all three from the beginning and keeps the
-newest version per key, takes a new epoch (written before anything else, so everything this
-owner sends supersedes what an earlier one sent) and sends every bucket again under it.
+(rep-days, deal ledgers, alert statuses, milestones celebrated), the deal credits addressed to
+its reps and the buckets addressed to its scopes. Restoring reads all three from the beginning
+and keeps the newest version per key, takes a new epoch (written before anything else, so
+everything this owner sends supersedes what an earlier one sent) and sends every bucket again
+under it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from streams.engine.tally import MALFORMED, BucketState, CreditState, Effects, Tally
+from streams.engine.tally import (
+    MALFORMED,
+    BucketState,
+    CreditState,
+    Effects,
+    Tally,
+    claim_records,
+)
 from streams.pipeline.kafka import partition_reader, read_partition
 from streams.pipeline.outputs import Outputs, settle
 from streams.reference import ReferenceData
@@ -29,16 +37,19 @@ log = structlog.get_logger(__name__)
 
 EPOCH_KEY = "e"
 STATUS_KIND = "s"
+MILESTONE_KIND = "c"
 _DAY_MS = 86_400_000
 T = TypeVar("T")
 
 
 @dataclass
 class Owned:
-    """One owned partition: its tally and the alert status last published per figure."""
+    """One owned partition: its tally, the alert status last published per figure and the
+    highest milestone celebrated per figure (``streams.engine.milestones``)."""
 
     tally: Tally
     statuses: dict[str, str] = field(default_factory=dict)
+    milestones: dict[str, int] = field(default_factory=dict)
 
 
 class Partitions:
@@ -127,6 +138,8 @@ class Partitions:
             for key, doc in newest.items():
                 if key.startswith(STATUS_KIND):
                     owned.statuses[key[2:]] = doc[STATUS_KIND]
+                elif key.startswith(MILESTONE_KIND):
+                    owned.milestones[key[2:]] = doc[MILESTONE_KIND]
                 elif key != EPOCH_KEY:
                     _guarded(tally.load, key, doc)
             credit_of, bucket_of = _parser(CreditState.from_dict), _parser(BucketState.from_dict)
@@ -137,9 +150,11 @@ class Partitions:
         epoch = max((doc["v"][0] for doc in newest.values()), default=0)
         tally.epoch = epoch + 1
         await settle(await self.outputs.records(tally, {EPOCH_KEY: {}}))
-        tally.next_batch()
         fx = Effects()
+        tally.next_batch(fx)
         tally.resend_all(fx)
+        if fx.claims:
+            await settle(await self.outputs.records(tally, claim_records(fx.claims)))
         await settle(await self.outputs.effects(tally, fx))
         log.info(
             "partition restored",
@@ -162,6 +177,7 @@ class Partitions:
             for name, n in owned.tally.sizes().items():
                 parts[name] = parts.get(name, 0) + n
             parts["alert_statuses"] = parts.get("alert_statuses", 0) + len(owned.statuses)
+            parts["milestones"] = parts.get("milestones", 0) + len(owned.milestones)
         return {"partitions": sorted(self.owned), "entries": parts}
 
 

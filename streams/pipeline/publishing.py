@@ -6,38 +6,68 @@ its current periods are re-evaluated on every tick because pace falls as time pa
 partition restored here has all its figures exported at the next flush (its previous owner
 stopped exporting them when it lost the partition). A status
 is persisted in its partition's changelog before its alert goes out, so a restart neither
-repeats nor loses a transition.
+repeats nor loses a transition. Milestones (100 % / stretch of a target) are celebrated through
+Alertmanager (:mod:`streams.celebrations`) and written to the changelog once it accepted them.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
 import structlog
 
 from streams import metrics
+from streams.celebrations import Alertmanager, Celebration
+from streams.engine import milestones
 from streams.engine.pace import Figures
 from streams.engine.periods import Period
 from streams.engine.scopes import Scope, scope_key
 from streams.engine.tally import SEP
 from streams.live import LiveViews
 from streams.pipeline.outputs import Outputs, Pending, settle
-from streams.pipeline.partitions import STATUS_KIND, Owned
+from streams.pipeline.partitions import MILESTONE_KIND, STATUS_KIND, Owned
 from streams.reference import ReferenceData
+from streams.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Celebrating:
+    """What is celebrated (period types, the stretch factor) and where it is said."""
+
+    period_types: frozenset[str]
+    stretch: Decimal
+    alertmanager: Alertmanager
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Celebrating:
+        return cls(
+            frozenset(settings.celebrate_period_types),
+            Decimal(str(settings.stretch_attainment)),
+            Alertmanager(settings.alertmanager_url),
+        )
 
 
 class Publisher:
     """Collects changed figures per partition and publishes them when flushed."""
 
-    def __init__(self, views: LiveViews, reference: ReferenceData, outputs: Outputs) -> None:
+    def __init__(
+        self,
+        views: LiveViews,
+        reference: ReferenceData,
+        outputs: Outputs,
+        celebrating: Celebrating,
+    ) -> None:
         self.views = views
         self.reference = reference
         self.outputs = outputs
+        self.celebrating = celebrating
         #: partition -> scope -> changed (metric, day)
         self.pending: dict[int, dict[Scope, set[tuple[str, str]]]] = {}
         #: Scopes whose every current figure was exported once (later flushes export only
@@ -59,6 +89,7 @@ class Publisher:
         pending, self.pending = self.pending, {}
         for part, entries in self.views.partitions.state_report()["entries"].items():
             metrics.TABLE_KEYS.labels(part).set(entries)
+        metrics.UNASSIGNED_REPS.set(len(self.views.unassigned_reps()))
         work: dict[int, list[tuple[Scope, Any]]] = {
             p: list(scopes.items()) for p, scopes in pending.items()
         }
@@ -82,12 +113,14 @@ class Publisher:
         alerts of current figures — all of them on a tick (``None``) or a scope's first time."""
         now = datetime.now(UTC)
         current = self.views.current_periods(now)
+        self._export_periods(current, now)
         for p, items in sorted(work.items()):
             owned = self.views.partitions.owned.get(p)
             if owned is None:
                 continue
             sent: Pending = []
             statuses: dict[str, dict[str, Any]] = {}
+            reached: dict[str, Celebration] = {}
             for scope, changed in sorted(items, key=lambda item: item[0]):
                 if changed is None or scope not in self.exported:
                     figures = self._every(current)
@@ -96,10 +129,55 @@ class Publisher:
                     figures = _in_periods(owned, changed, current)
                 if changed:
                     sent.extend(await self._progress(owned, scope, changed, now))
-                sent.extend(await self._current(owned, scope, figures, now, statuses))
+                if self._on_roster(scope):
+                    sent.extend(await self._current(owned, scope, figures, now, statuses, reached))
                 await asyncio.sleep(0)  # let the agent run between scopes
             await settle(sent)
+            statuses.update(await self._celebrate(owned, reached, now))
             await settle(await self.outputs.records(owned.tally, statuses))
+
+    def _on_roster(self, scope: Scope) -> bool:
+        """Gauges and alerts are labelled with rep ids only of reps on the roster: a rep id
+        from a payload alone must not grow the series without bound (its credit shows in
+        the ``unassigned`` team's series)."""
+        return scope[0] != "rep" or self.reference.roster.rep_name(scope[1]) is not None
+
+    def _export_periods(self, current: tuple[Period, ...], now: datetime) -> None:
+        """The per-period-type series the recording rules and alerts derive figures from."""
+        calendar = self.views.calendar
+        for period in current:
+            expected = float(calendar.expected(period, now))
+            metrics.PERIOD_EXPECTED.labels(period.type).set(expected)
+            days_left = calendar.business_days_left(period, now)
+            metrics.PERIOD_BUSINESS_DAYS_LEFT.labels(period.type).set(days_left)
+
+    async def _celebrate(
+        self, owned: Owned, reached: dict[str, Celebration], now: datetime
+    ) -> dict[str, dict[str, Any]]:
+        """Post the milestones reached to Alertmanager; once it accepted them, the changelog
+        records that remember them. :meth:`_milestones` already raised the levels in memory
+        (so a concurrent tick or flush does not post them too); refused or unreachable, they
+        go back down and the next evaluation (at the latest the next tick) tries again."""
+        if not reached:
+            return {}
+        lowest: dict[str, int] = {}
+        for key, celebration in reached.items():
+            figure = key.rsplit(":", 1)[0]
+            lowest[figure] = min(lowest.get(figure, celebration.level), celebration.level)
+        if not await self.celebrating.alertmanager.post(list(reached.values()), now):
+            for figure, level in lowest.items():
+                if level > 1:
+                    owned.milestones[figure] = level - 1
+                else:
+                    owned.milestones.pop(figure, None)
+            return {}
+        for celebration in reached.values():
+            metrics.CELEBRATIONS.labels(celebration.scope, celebration.milestone).inc()
+        return {
+            f"{MILESTONE_KIND}{SEP}{figure}": {MILESTONE_KIND: owned.milestones[figure]}
+            for figure in lowest
+            if figure in owned.milestones
+        }
 
     def _every(self, current: tuple[Period, ...]) -> list[tuple[Period, str]]:
         return [(period, metric) for period in current for metric in self.views.catalog.names]
@@ -142,8 +220,10 @@ class Publisher:
         figures: list[tuple[Period, str]],
         now: datetime,
         statuses: dict[str, dict[str, Any]],
+        reached: dict[str, Celebration],
     ) -> Pending:
-        """Gauges of current (period, metric) figures, and an alert per status transition."""
+        """Gauges of current (period, metric) figures, an alert per status transition and the
+        milestones newly reached."""
         kind, scope_id = scope
         roster = self.reference.roster
         team = roster.team_at(scope_id, now) if kind == "rep" else None
@@ -153,6 +233,7 @@ class Publisher:
         for period, metric in figures:
             f = self.views.figures(scope, metric, period, now)
             metrics.QUOTAS.publish(kind, scope_id, metric, period.type, f.to_dict(), team)
+            self._milestones(owned, scope, team, metric, period, f, reached)
             alert = self._transition(owned, scope, team, metric, period.label, f, now, statuses)
             if alert is not None:
                 sent.append(
@@ -163,6 +244,41 @@ class Publisher:
                     )
                 )
         return sent
+
+    def _milestones(
+        self,
+        owned: Owned,
+        scope: Scope,
+        team: str | None,
+        metric: str,
+        period: Period,
+        f: Figures,
+        reached: dict[str, Celebration],
+    ) -> None:
+        """Note each milestone ``f`` reached above the highest celebrated (or being
+        celebrated) for that figure."""
+        if period.type not in self.celebrating.period_types or f.target is None:
+            return
+        kind, scope_id = scope
+        figure = f"{kind}:{scope_id}:{metric}:{period.label}"
+        now_level = milestones.level(f.value, f.target, self.celebrating.stretch)
+        new = milestones.crossed(owned.milestones.get(figure, 0), now_level)
+        if new:
+            owned.milestones[figure] = now_level  # before any await: see _celebrate
+        for level in new:
+            reached[f"{figure}:{level}"] = Celebration(
+                scope=kind,
+                id=scope_id,
+                name=self.reference.roster.rep_name(scope_id) if kind == "rep" else None,
+                team=(team or "") if kind == "rep" else (scope_id if kind == "team" else ""),
+                metric=metric,
+                period=period.label,
+                period_type=period.type,
+                level=level,
+                value=f.value,
+                target=f.target,
+                stretch=self.celebrating.stretch,
+            )
 
     def _transition(
         self,

@@ -20,6 +20,7 @@ unacknowledged, so Faust delivers them again after its seek and the new tally co
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -33,7 +34,15 @@ from streams import metrics
 from streams.engine.catalog import DEAL_TYPES
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
-from streams.engine.tally import MALFORMED, BucketState, CreditState, Effects, Tally
+from streams.engine.roster import Roster
+from streams.engine.tally import (
+    MALFORMED,
+    BucketState,
+    CreditState,
+    Effects,
+    Tally,
+    claim_records,
+)
 from streams.pipeline.outputs import Outputs, Pending, settle
 from streams.pipeline.partitions import Owned, Partitions
 from streams.pipeline.publishing import Publisher
@@ -54,13 +63,16 @@ class Seen:
     #: rep -> event time (epoch seconds) of the latest activity in the batch
     latest: dict[str, float] = field(default_factory=dict)
 
-    def export(self) -> None:
+    def export(self, roster: Roster) -> None:
+        """Series are labelled with rep ids from payloads only for reps on the roster, so a
+        producer cannot grow them without bound."""
         for event_type, n in self.processed.items():
             metrics.EVENTS_PROCESSED.labels(event_type).inc(n)
         for event_type, n in self.ignored.items():
             metrics.EVENTS_IGNORED.labels(metrics.IGNORED_TYPES(event_type)).inc(n)
         for rep_id, at in self.latest.items():
-            metrics.QUOTAS.record_activity(rep_id, at)
+            if roster.rep_name(rep_id) is not None:
+                metrics.QUOTAS.record_activity(rep_id, at)
 
 
 class Stage:
@@ -74,6 +86,8 @@ class Stage:
         self.outputs = outputs
         self.publisher = publisher
         self.topics = outputs.topics
+        #: One writer per tally: batches and roster follow-ups take turns.
+        self._lock = asyncio.Lock()
 
     async def process(self, batch: Sequence[Any]) -> set[int]:
         """Apply ``batch`` (Faust events) and write its effects; returns, once all is durable,
@@ -81,6 +95,20 @@ class Stage:
         by_partition: dict[int, list[Any]] = defaultdict(list)
         for event in batch:
             by_partition[event.message.partition].append(event.message)
+        async with self._lock:
+            return await self._run(by_partition)
+
+    async def follow_roster(self) -> None:
+        """Re-attribute the owned partitions that have seen no batch since the roster changed
+        (a batch does it first thing): a late transfer shows without waiting for traffic."""
+        async with self._lock:
+            stale: dict[int, list[Any]] = {
+                p: [] for p, owned in self.partitions.owned.items() if owned.tally.roster_changed
+            }
+            if stale:
+                await self._run(stale)
+
+    async def _run(self, by_partition: dict[int, list[Any]]) -> set[int]:
         sent: Pending = []
         written: list[tuple[Owned, Effects]] = []
         seen = Seen()
@@ -90,15 +118,17 @@ class Stage:
                 continue  # revoked meanwhile: never committed here, the new owner replays it
             fx = Effects()
             tally = owned.tally
-            tally.next_batch()
+            tally.next_batch(fx)
             for message in messages:
                 sent.extend(await self._apply(tally, message, fx, seen))
             if tally.seq % EXPIRE_EVERY == 0:
                 tally.expire(fx)
+            if fx.claims:  # rare (a scope's first bucket of a month): durable before sends
+                await settle(await self.outputs.records(tally, claim_records(fx.claims)))
             sent.extend(await self.outputs.effects(tally, fx))
             written.append((owned, fx))
         await settle(sent)
-        seen.export()
+        seen.export(self.partitions.reference.roster)
         records: Pending = []
         for owned, fx in written:
             records.extend(await self.outputs.records(owned.tally, fx.records))

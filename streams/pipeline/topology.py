@@ -33,7 +33,7 @@ from streams.live import LiveViews
 from streams.pipeline.kafka import Producer
 from streams.pipeline.outputs import Outputs
 from streams.pipeline.partitions import Partitions
-from streams.pipeline.publishing import Publisher
+from streams.pipeline.publishing import Celebrating, Publisher
 from streams.pipeline.stage import Stage
 from streams.reference import ReferenceData, ReferenceMirror
 from streams.rules import Rules
@@ -62,6 +62,12 @@ class Runtime:
 def build(app: faust.App, settings: Settings) -> Runtime:
     """Create the runtime of ``app`` and attach its services, agent and timers."""
     rules = Rules.from_settings(settings)
+    metrics.configure_quotas(
+        settings.metrics_exported,
+        settings.metrics_period_types,
+        rules.catalog.names,
+        rules.thresholds,
+    )
     reference = ReferenceData()
     mirror = ReferenceMirror(settings, reference)
     producer = Producer(settings)
@@ -70,7 +76,7 @@ def build(app: faust.App, settings: Settings) -> Runtime:
     views = LiveViews(
         rules.calendar, rules.catalog, rules.thresholds, reference, partitions, settings.partitions
     )
-    publisher = Publisher(views, reference, outputs)
+    publisher = Publisher(views, reference, outputs, Celebrating.from_settings(settings))
     stage = Stage(rules, partitions, outputs, publisher)
     topics = outputs.topics
     runtime = Runtime(
@@ -106,6 +112,7 @@ def build(app: faust.App, settings: Settings) -> Runtime:
     @_survives
     async def publish() -> None:
         if mirror.ready.is_set():
+            await stage.follow_roster()
             await publisher.flush()
 
     @app.timer(interval=settings.alert_interval)

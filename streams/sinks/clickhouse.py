@@ -76,6 +76,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "recorded_at", "kafka_partition", "kafka_offset", "effective_at",
     ),
 }  # fmt: skip
+#: Every progress message, unsampled: the newest figures per key for the boards (migration 013).
+COLUMNS["current_figures"] = COLUMNS["progress_snapshots"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
@@ -446,8 +448,10 @@ class ClickHouseSink(BatchingSink):
         for record in records:
             try:
                 if record.topic == self.progress_topic:
+                    current = progress_row(orjson.loads(record.value))
+                    tables["current_figures"].append(current)
                     row = self.cadence.offer(
-                        progress_row(orjson.loads(record.value)),
+                        current,
                         TopicPartition(record.topic, record.partition),
                         record.offset,
                     )

@@ -7,6 +7,7 @@ commit marker after the last record does not count as unprocessed data).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -45,6 +46,8 @@ def worker_settings(stack: Settings, prefix: str, tmp: Path, **overrides: Any) -
         "data_dir": tmp / "worker",
         "clickhouse_url": f"chdb://{tmp / 'clickhouse'}",
         "alert_interval": 3600.0,
+        # celebrations go nowhere unless a test asks (the shared Alertmanager is not theirs)
+        "alertmanager_url": "",
     }
     values.update(overrides)
     return stack.model_copy(update=values)
@@ -56,6 +59,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if isinstance(value, SecretStr):
             value = value.get_secret_value()
+        elif isinstance(value, list):
+            value = json.dumps(value)  # what pydantic-settings reads back for a list
         if value is not None:
             env[f"SPM_{name.upper()}"] = str(value)
     return env

@@ -21,6 +21,9 @@ START = datetime(2026, 10, 1, tzinfo=UTC)
 END = datetime(2026, 11, 20, tzinfo=UTC)
 #: The instant every comparison is made at (fixed, so expected/pace are reproducible).
 AS_OF = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+#: The API's ``as_of`` is day-granular: asked ``AS_OF`` it answers as of the end of its day (the
+#: test calendar is UTC), counting the credit dated before that instant.
+AS_OF_CUT = datetime(2026, 11, 22, tzinfo=UTC)
 TRANSFER_AT = datetime(2026, 11, 1, tzinfo=UTC)
 
 TEAMS = [

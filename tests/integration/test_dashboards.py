@@ -34,6 +34,7 @@ from dashboards.queries import BoardRunner, TimeRange, load_boards, panel_querie
 from streams import credit_history, metrics, reconcile
 from streams.chclient import close_clients, get_client
 from streams.engine.errors import Invalid
+from streams.engine.pace import Thresholds
 from streams.engine.recompute import contributions
 from streams.migrations import migrate
 from streams.rules import Rules
@@ -48,7 +49,7 @@ from streams.sinks.clickhouse import (
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "spm.yml"
 NOW = datetime.now(UTC)
-MONTH, WEEK = NOW.strftime("%Y-%m"), NOW.strftime("%G-W%V")
+MONTH, QUARTER = NOW.strftime("%Y-%m"), f"{NOW.year}-Q{(NOW.month - 1) // 3 + 1}"
 BEHIND = {
     "value": "1200",
     "target": "10000",
@@ -86,13 +87,21 @@ def _wait(check: Callable[[], Any], seconds: float, what: str, log: Path | None 
 
 
 def _publish_sales_floor() -> None:
-    """A rep behind target and one on track in team t-emea, the team and the company."""
+    """A rep behind target and one on track in team t-emea, the team and the company, half-way
+    through their periods (figures of other period types than the default budget's are not
+    exported)."""
+    metrics.configure_quotas(
+        metrics.EXPORTED_METRICS, metrics.EXPORTED_PERIOD_TYPES, ("revenue", "calls"), Thresholds()
+    )
+    for period_type in metrics.EXPORTED_PERIOD_TYPES:
+        metrics.PERIOD_EXPECTED.labels(period_type).set(float(BEHIND["expected"]))
+        metrics.PERIOD_BUSINESS_DAYS_LEFT.labels(period_type).set(10)
     quotas = metrics.QUOTAS
     quotas.set_rep_info("r-1", "Ann Lee", "t-emea")
     quotas.set_rep_info("r-2", "Bo Chen", "t-emea")
     quotas.record_activity("r-2", NOW.timestamp() - 600)
     for metric in ("revenue", "calls"):
-        for period_type in ("month", "week"):
+        for period_type in ("month", "quarter"):
             quotas.publish("rep", "r-1", metric, period_type, BEHIND, team="t-emea")
             quotas.publish("rep", "r-2", metric, period_type, ON_TRACK, team="t-emea")
             quotas.publish("team", "t-emea", metric, period_type, BEHIND)
@@ -120,7 +129,7 @@ def _move_pipeline_counters(stop: threading.Event) -> None:
 def worker_metrics() -> Iterator[str]:
     """The worker's registry on a loopback port, with quota series and moving counters."""
     port = _free_port()
-    server, _ = start_http_server(port, addr="127.0.0.1", registry=metrics.REGISTRY)
+    server, _ = start_http_server(port, addr="127.0.0.1", registry=metrics.ALL)
     _publish_sales_floor()
     stop = threading.Event()
     ticker = threading.Thread(target=_move_pipeline_counters, args=(stop,), daemon=True)
@@ -211,12 +220,18 @@ def history(tmp_path: Path) -> Iterator[Client]:
                 "gap": None,
             }
         )
-        for scope, scope_id, figures in (("rep", "r-1", BEHIND), ("rep", "r-2", ON_TRACK))
+        for scope, scope_id, figures in (
+            ("rep", "r-1", BEHIND),
+            ("rep", "r-2", ON_TRACK),
+            ("team", "t-emea", BEHIND),
+        )
         for metric in ("revenue", "calls")
-        for period_type, period in (("month", MONTH), ("week", WEEK))
+        for period_type, period in (("month", MONTH), ("quarter", QUARTER))
         for days in (2, 1, 0)
     ]
     client.insert("progress_snapshots", snapshots, column_names=COLUMNS["progress_snapshots"])
+    # the sink writes every progress message to current_figures too; the newest per key counts
+    client.insert("current_figures", snapshots, column_names=COLUMNS["current_figures"])
     alert = {
         "alert_id": "rep:r-1:revenue:" + MONTH,
         "scope": "rep",

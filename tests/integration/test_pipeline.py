@@ -69,7 +69,11 @@ def reference_books(sc: scenario.Scenario) -> tuple[Roster, QuotaBook]:
     return roster, quotas
 
 
-def expected_figures(settings: Settings, sc: scenario.Scenario) -> dict[tuple[str, ...], Any]:
+def expected_figures(
+    settings: Settings, sc: scenario.Scenario, *, api: bool = False
+) -> dict[tuple[str, ...], Any]:
+    """The recomputed figures at ``scenario.AS_OF``; ``api``: as the API's ``as_of`` answers
+    (at the end of that day, credit dated before it)."""
     rules = Rules.from_settings(settings)
     events = []
     for raw in sc.events:
@@ -85,13 +89,14 @@ def expected_figures(settings: Settings, sc: scenario.Scenario) -> dict[tuple[st
         rules.catalog,
         rules.rates,
         rules.thresholds,
-        scenario.AS_OF,
+        scenario.AS_OF_CUT if api else scenario.AS_OF,
+        before=scenario.AS_OF_CUT if api else None,
     )
 
 
 def assert_api_equals_recompute(worker: Worker, sc: scenario.Scenario) -> int:
     """Compare every (scope, id, period) the recomputation knows; returns the count compared."""
-    expected = expected_figures(worker.settings, sc)
+    expected = expected_figures(worker.settings, sc, api=True)
     by_request: dict[tuple[str, str, str], dict[str, Any]] = {}
     for (scope, scope_id, metric, label), figures in expected.items():
         by_request.setdefault((scope, scope_id, label), {})[metric] = figures.to_dict()
@@ -164,7 +169,7 @@ def test_figures_equal_recomputation(settings: Settings, worker: Worker) -> None
 
 def assert_leaderboard_equals_recompute(worker: Worker, sc: scenario.Scenario) -> None:
     """The revenue leaderboard of the quarter ranks reps by the recomputed values."""
-    expected = expected_figures(worker.settings, sc)
+    expected = expected_figures(worker.settings, sc, api=True)
     values = {
         rep: expected[("rep", rep, "revenue", "2026-Q4")].value
         if ("rep", rep, "revenue", "2026-Q4") in expected

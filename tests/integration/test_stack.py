@@ -239,6 +239,30 @@ def test_cold_up_down_up_keeps_data(isolated: StackSettings):
     assert message == [(b"rep-1", b"after", [("h", b"1")])]
 
 
+def _last_config_load(settings: StackSettings) -> str:
+    """When the isolated Prometheus last (re)loaded its configuration."""
+    url = f"http://127.0.0.1:{settings.prometheus_port}/api/v1/status/runtimeinfo"
+    return str(httpx.get(url, timeout=5).json()["data"]["lastConfigTime"])
+
+
+def test_up_reloads_a_running_server_only_when_its_config_changed(isolated: StackSettings):
+    local_stack.up(isolated)
+    loaded = _last_config_load(isolated)
+    time.sleep(1.1)  # lastConfigTime has a resolution of one second
+
+    local_stack.up(isolated)
+
+    assert _last_config_load(isolated) == loaded
+    moved = isolated.model_copy(update={"web_port": _free_ports(1)[0]})
+
+    local_stack.up(moved)
+
+    assert _last_config_load(moved) != loaded
+    worker, _ = _prometheus_lists(moved)
+    assert worker == {f"http://127.0.0.1:{moved.web_port}/metrics"}
+    local_stack.up(isolated)  # back to the module's configuration
+
+
 def _crash(settings: StackSettings, name: str) -> int:
     """SIGKILL a part as a crash would, leaving its pid file behind; return the dead pid."""
     pid = _pids(settings)[name]

@@ -334,10 +334,10 @@ def test_without_tokens_the_worker_may_listen_on_loopback_only():
 
 def test_the_start_says_whether_the_api_is_open_or_which_tokens_it_takes():
     with structlog.testing.capture_logs() as logs:
-        assert application_options(Settings()) == {}
+        assert application_options(Settings()) == {"middlewares": [web.json_errors]}
         options = application_options(Settings(api_tokens=[token("a", "s", "read")]))
 
-    assert len(options["middlewares"]) == 1
+    assert len(options["middlewares"]) == 2 and options["middlewares"][0] is web.json_errors
     assert [(log["event"], log["log_level"]) for log in logs] == [
         ("api.open", "warning"),
         ("api.tokens", "info"),

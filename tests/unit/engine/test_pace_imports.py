@@ -23,7 +23,7 @@ D = Decimal
 
 
 def test_figures_halfway_on_track() -> None:
-    f = figures(D(50), D(100), D("0.5"), Thresholds())
+    f = figures(D(50), D(100), D("0.5"), Thresholds(), closed=False)
     assert (f.attainment, f.pace, f.projection, f.gap, f.status) == (
         D("0.5"),
         D(1),
@@ -56,25 +56,44 @@ def test_figures_halfway_on_track() -> None:
     ],
 )
 def test_status_thresholds(value: str, expected: str, status: str) -> None:
-    assert figures(D(value), D(100), D(expected), Thresholds()).status == status
+    assert figures(D(value), D(100), D(expected), Thresholds(), closed=False).status == status
+
+
+@pytest.mark.parametrize(
+    ("value", "target", "expected", "status"),
+    [
+        ("100", "100", "1", "achieved"),  # reached exactly
+        ("250", "100", "1", "achieved"),
+        ("99.99", "100", "1", "missed"),
+        ("0", "0", "1", "achieved"),  # a zero target is met by nothing
+        ("5", "100", "0.02", "missed"),  # closed early in business days: still final
+        ("95", "100", "1", "missed"),  # would be at_risk by pace
+    ],
+)
+def test_closed_periods_are_achieved_or_missed(
+    value: str, target: str, expected: str, status: str
+) -> None:
+    f = figures(D(value), D(target), D(expected), Thresholds(), closed=True)
+    assert f.status == status
+    assert figures(D(value), None, D(expected), Thresholds(), closed=True).status is None
 
 
 def test_custom_thresholds() -> None:
     strict = Thresholds(behind=D("0.95"), at_risk=D("1.1"), min_elapsed=D("0.5"))
-    assert figures(D(50), D(100), D("0.5"), strict).status == "at_risk"
-    assert figures(D(40), D(100), D("0.5"), strict).status == "behind"
-    assert figures(D(40), D(100), D("0.4"), strict).status == "at_risk"
+    assert figures(D(50), D(100), D("0.5"), strict, closed=False).status == "at_risk"
+    assert figures(D(40), D(100), D("0.5"), strict, closed=False).status == "behind"
+    assert figures(D(40), D(100), D("0.4"), strict, closed=False).status == "at_risk"
 
 
 def test_no_target_gives_nulls_not_zeros() -> None:
-    f = figures(D(7), None, D("0.25"), Thresholds())
+    f = figures(D(7), None, D("0.25"), Thresholds(), closed=False)
     assert (f.target, f.attainment, f.pace, f.gap, f.status) == (None, None, None, None, None)
     assert f.projection == D(28)
     assert f.to_dict()["attainment"] is None
 
 
 def test_ratios_are_rounded_to_six_places() -> None:
-    f = figures(D(1), D(3), D(1) / D(3), Thresholds())
+    f = figures(D(1), D(3), D(1) / D(3), Thresholds(), closed=False)
     assert f.attainment == D("0.333333") and f.pace == D("1.000000")
     assert f.expected == D("0.333333") and f.projection == D("3.000000")
 
@@ -131,3 +150,11 @@ def test_roster_and_teams_csv() -> None:
     assert [e.path for e in errors] == ["line 4"]
     short, errors = parse_roster_csv("rep_id,name,team_id\nann,Ann,dach\n")
     assert short == [RosterRow("ann", "Ann", "dach", None)] and errors == []
+
+
+def test_the_unassigned_pseudo_team_is_not_a_team_id_imports_accept() -> None:
+    reps, errors = parse_roster_csv("rep_id,name,team_id\nann,Ann,unassigned\nben,Ben,uk\n")
+    assert reps == [RosterRow("ben", "Ben", "uk", None)]
+    assert [(e.path, "reserved" in e.message) for e in errors] == [("line 2", True)]
+    teams, errors = parse_teams_csv("team_id,name,parent_id\nunassigned,U,\nuk,UK,unassigned\n")
+    assert teams == [] and [e.path for e in errors] == ["line 2", "line 3"]

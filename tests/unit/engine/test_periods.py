@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -146,6 +146,31 @@ def test_every_label_parses_back_to_its_period(calendar: Calendar) -> None:
 def test_bad_labels_are_values(label: str) -> None:
     result = Calendar().parse(label)
     assert isinstance(result, Invalid) and result.code == "bad_period"
+
+
+@pytest.mark.parametrize(
+    ("calendar", "label"),
+    [
+        (Calendar(), "9999"),
+        (Calendar(), "9999-Q4"),
+        (Calendar(), "9999-12"),
+        (Calendar(), "9999-12-31"),
+        (Calendar(), "0000"),
+        (Calendar("America/New_York", fiscal_year_start_month=2), "9999-W52"),
+    ],
+)
+def test_labels_past_the_calendars_range_are_values(calendar: Calendar, label: str) -> None:
+    """Their periods would start before year 1 or end after 9999: refused, never raised."""
+    result = calendar.parse(label)
+    assert isinstance(result, Invalid) and result.code == "bad_period"
+
+
+def test_instants_past_the_calendars_range_are_values() -> None:
+    day = Calendar().day_at(datetime(9998, 6, 1, tzinfo=UTC))
+    assert isinstance(day, Period) and day.label == "9998-06-01"
+    for t in (datetime(9999, 12, 31, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)):
+        result = Calendar("Asia/Tokyo").day_at(t)
+        assert isinstance(result, Invalid) and result.code == "bad_time"
 
 
 def test_week_53_only_where_it_exists() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from streams.engine.periods import Calendar, Period
 from streams.engine.quotas import QuotaBook
-from streams.engine.rollup import teams_for
+from streams.engine.rollup import UNASSIGNED, teams_for
 from streams.engine.roster import Roster
 
 from .conftest import utc
@@ -42,7 +42,32 @@ def test_team_at_follows_effective_dates(roster: Roster) -> None:
     assert roster.rep_name("cat") == "Cat B."
     assert teams_for(roster, "cat", utc(2026, 11, 1)) == ("dach", "emea")
     assert teams_for(roster, "cat", utc(2026, 11, 20)) == ("us",)
-    assert teams_for(roster, "nobody", utc(2026, 11, 20)) == ()
+
+
+def test_a_day_counts_for_the_team_in_force_at_its_end(roster: Roster) -> None:
+    """``teams_for`` takes the day's end (exclusive): a change effective on a day, at any hour,
+    counts for the whole day, one effective at the next midnight does not."""
+    roster.set_assignment("ann", "Ann", "uk", utc(2026, 11, 10, 15, 30))
+    assert teams_for(roster, "ann", utc(2026, 11, 10)) == ("dach", "emea")
+    assert teams_for(roster, "ann", utc(2026, 11, 11)) == ("uk", "emea")
+    assert teams_for(roster, "cat", utc(2026, 11, 15)) == ("dach", "emea")
+    assert teams_for(roster, "cat", utc(2026, 11, 15, 0, 0, 1)) == ("us",)
+
+
+def test_credit_without_a_team_counts_for_unassigned(roster: Roster) -> None:
+    roster.set_assignment("eve", "Eve", "uk", utc(2026, 11, 10))
+    roster.set_assignment("eve", "Eve", None, utc(2026, 11, 20))
+    assert teams_for(roster, "nobody", utc(2026, 11, 20)) == (UNASSIGNED,)
+    assert teams_for(roster, "eve", utc(2026, 11, 10)) == (UNASSIGNED,)
+    assert teams_for(roster, "eve", utc(2026, 11, 11)) == ("uk", "emea")
+    assert teams_for(roster, "eve", utc(2026, 11, 21)) == (UNASSIGNED,)
+
+
+def test_every_change_bumps_the_version(roster: Roster) -> None:
+    before = roster.version
+    roster.set_assignment("ann", "Ann", "uk", utc(2026, 1, 1))
+    roster.set_team("uk", "UK", "us")
+    assert roster.version == before + 2
 
 
 def test_rep_without_team_before_first_dated_assignment() -> None:

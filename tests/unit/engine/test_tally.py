@@ -9,7 +9,14 @@ import pytest
 from streams.engine.catalog import MetricCatalog
 from streams.engine.periods import Calendar
 from streams.engine.roster import Roster
-from streams.engine.tally import BucketState, CreditState, Effects, Tally, record_doc
+from streams.engine.tally import (
+    BucketState,
+    CreditState,
+    Effects,
+    Tally,
+    claim_records,
+    record_doc,
+)
 
 from .conftest import activity, lost, utc, won
 
@@ -122,3 +129,53 @@ def test_restore_from_records_gives_the_same_sums(catalog: MetricCatalog, roster
     assert bucket.version[0] == 2
     scopes = [("team", "dach"), ("team", "emea"), ("company", "company")]
     assert fx.buckets == {(s, "2026-11") for s in scopes}
+
+
+def test_a_roster_change_re_attributes_past_days_at_the_next_batch(
+    catalog: MetricCatalog, roster: Roster
+) -> None:
+    t = tally(catalog, roster)
+    t.activity(activity("c1", "ann", utc(2026, 11, 2, 9)), 1_000, Effects())
+    t.activity(activity("c2", "ann", utc(2026, 11, 20, 9)), 1_000, Effects())
+    roster.set_team("us", "US", None)
+    roster.set_assignment("ann", "Ann", "us", utc(2026, 11, 10))
+    assert t.roster_changed
+
+    fx = Effects()
+    t.next_batch(fx)
+
+    assert not t.roster_changed
+    team = {s: t.out_bucket(s, "2026-11").days for s in (("team", "dach"), ("team", "us"))}
+    assert team == {
+        ("team", "dach"): {"2026-11-02": {"calls": D(1)}},
+        ("team", "us"): {"2026-11-20": {"calls": D(1)}},
+    }
+    assert (("team", "dach"), "2026-11") in fx.buckets  # moved away from: sent again
+    assert fx.claims == {(("team", "us"), "2026-11")}  # first bucket: claimed first
+    assert t.value(("rep", "ann"), "calls", "2026-11") == 2
+
+
+def test_a_new_owner_sends_every_claimed_key_even_where_attribution_moved_away(
+    catalog: MetricCatalog, roster: Roster
+) -> None:
+    """The old owner attributed to dach and claimed it; the roster moved ann to us before the
+    restore. The new owner must send dach's bucket (now empty), or dach keeps the old days."""
+    old = tally(catalog, roster)
+    fx = Effects()
+    old.activity(activity("c1", "ann", utc(2026, 11, 2, 9)), 1_000, fx)
+    records = {k: record_doc(r) for k, r in fx.records.items()}
+    records |= claim_records(fx.claims)
+    roster.set_team("us", "US", None)
+    roster.set_assignment("ann", "Ann", "us", None)
+
+    new = tally(catalog, roster, epoch=2)
+    for key, doc in records.items():
+        new.load(key, doc)
+    sent = Effects()
+    new.next_batch(sent)
+    new.resend_all(sent)
+
+    assert (("team", "dach"), "2026-11") in sent.buckets
+    assert new.out_bucket(("team", "dach"), "2026-11").days == {}
+    assert new.out_bucket(("team", "us"), "2026-11").days == {"2026-11-02": {"calls": D(1)}}
+    assert (("team", "us"), "2026-11") in sent.claims

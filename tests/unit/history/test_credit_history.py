@@ -16,6 +16,7 @@ from streams.engine.imports import RosterRow, TeamRow
 from streams.engine.periods import Period
 from streams.engine.recompute import values
 from streams.engine.roster import Roster
+from streams.engine.scopes import COMPANY
 from streams.producer import rep_record, team_record
 from streams.rules import Rules
 from streams.settings import Settings
@@ -69,26 +70,29 @@ def test_history_explains_every_figure_as_the_recomputation_counts_it(ch: Client
     assert checked > 100
 
 
-def test_as_of_reads_the_history_as_it_stood(ch: Client) -> None:
-    sc = scenario.generate(seed=5, activities=40, deals=5)
+def test_before_cuts_credit_as_the_live_apis_as_of_does(ch: Client) -> None:
+    sc = scenario.generate(seed=5, activities=80, deals=20)
     load(ch, sc)
+    accepted = [e for e in map(RULES.decoder.decode, sc.events) if not isinstance(e, Invalid)]
+    roster, _ = reference_books(sc)
+    cut = datetime(2026, 11, 1, tzinfo=UTC)
+    expected = values(accepted, roster, RULES.calendar, RULES.catalog, before=cut)
     period = RULES.calendar.parse("2026-Q4")
     assert isinstance(period, Period)
-    now = credit_history.explanation(ch, RULES, ("company", "company"), "calls", period)
-    assert now.total > 0
-    before = credit_history.explanation(
-        ch, RULES, ("company", "company"), "calls", period, as_of=datetime(2026, 11, 24, tzinfo=UTC)
-    )
-    assert before.total == 0 and before.lines == ()
+    for metric in ("calls", "revenue"):
+        got = credit_history.explanation(ch, RULES, COMPANY, metric, period, before=cut)
+        assert got.total == expected[("company", "company", metric, "2026-Q4")]
+        assert got.lines and all(line.contribution.event.time < cut for line in got.lines)
+        assert got.total < credit_history.explanation(ch, RULES, COMPANY, metric, period).total
 
 
-def test_a_transfer_at_a_time_of_day_moves_credit_at_that_instant(ch: Client) -> None:
-    """The roster rebuilt from history moves the rep when the mirror does (not at midnight)."""
-    moved = datetime.fromisoformat("2026-11-10T15:30:00+01:00")  # 14:30 UTC
-    rows = [
-        RosterRow("ann", "Ann", "north", None),
-        RosterRow("ann", "Ann", "south", moved),
-    ]
+def test_a_transfer_at_a_time_of_day_counts_from_that_instant(ch: Client) -> None:
+    """The roster rebuilt from history moves a rep when the mirror does: a transfer at 23:30 UTC
+    (00:30 the next day in Berlin) is not in force at the end of that Berlin day, as its date
+    alone (midnight UTC) would be."""
+    rules = Rules.from_settings(Settings(timezone="Europe/Berlin"))
+    moved = datetime(2026, 11, 10, 23, 30, tzinfo=UTC)
+    rows = [RosterRow("ann", "Ann", "north", None), RosterRow("ann", "Ann", "south", moved)]
     reference = [team_record(TeamRow(t, t, None)) for t in ("north", "south")]
     reference += [rep_record(r) for r in rows]
     insert_twice(
@@ -102,30 +106,30 @@ def test_a_transfer_at_a_time_of_day_moves_credit_at_that_instant(ch: Client) ->
     calls = [
         {"specversion": "1.0", "id": f"c{h}", "source": "dialer", "type": "call.completed",
          "time": f"2026-11-10T{h:02d}:00:00Z", "data": {"rep_id": "ann"}}
-        for h in (13, 14, 15)
+        for h in (10, 12, 20)
     ]  # fmt: skip
-    to_rows = accepted_rows(RULES)
+    to_rows = accepted_rows(rules)
     for i, doc in enumerate(calls):
         for table, mapped in to_rows(record("spm.activity", orjson.dumps(doc), offset=i)).items():
             insert_twice(ch, table, mapped)
-    day = RULES.calendar.parse("2026-11-10")
+    day = rules.calendar.parse("2026-11-10")
     assert isinstance(day, Period)
-    north = credit_history.explanation(ch, RULES, ("team", "north"), "calls", day)
-    south = credit_history.explanation(ch, RULES, ("team", "south"), "calls", day)
+    north = credit_history.explanation(ch, rules, ("team", "north"), "calls", day)
+    south = credit_history.explanation(ch, rules, ("team", "south"), "calls", day)
     mirror = Roster()
     for team in ("north", "south"):
         mirror.set_team(team, team, None)
     for r in rows:
         mirror.set_assignment(r.rep_id, r.name, r.team_id, r.effective_from)
-    events = [RULES.decoder.decode(orjson.dumps(doc)) for doc in calls]
+    accepted = [e for e in (rules.decoder.decode(orjson.dumps(d)) for d in calls)]
     want = values(
-        [e for e in events if not isinstance(e, Invalid)], mirror, RULES.calendar, RULES.catalog
+        [e for e in accepted if not isinstance(e, Invalid)], mirror, rules.calendar, rules.catalog
     )
     assert (north.total, south.total) == (
         want[("team", "north", "calls", "2026-11-10")],
-        want[("team", "south", "calls", "2026-11-10")],
+        want.get(("team", "south", "calls", "2026-11-10"), 0),
     )
-    assert (north.total, south.total) == (2, 1)
+    assert (north.total, south.total) == (3, 0)
 
 
 def test_the_cache_reuses_an_explanation_only_while_the_history_is_unchanged(ch: Client) -> None:

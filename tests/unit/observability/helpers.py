@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.metrics import REGISTRY
+from streams.metrics import ALL
 from streams.settings import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -38,7 +38,7 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def exported_series_names() -> set[str]:
     """Every series name the worker's registry can expose (metric families × type suffixes)."""
     names: set[str] = set()
-    for family in REGISTRY.collect():
+    for family in ALL.collect():
         suffixes = _SUFFIXES.get(family.type, ("",))
         names.update(family.name + suffix for suffix in suffixes)
     return names

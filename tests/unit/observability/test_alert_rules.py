@@ -39,13 +39,34 @@ def test_every_spm_series_in_the_rules_is_exported_by_the_worker():
                 used = set(re.findall(r"\bspm_[a-z_]+", rule["expr"]))
                 annotations = " ".join(rule.get("annotations", {}).values())
                 used |= set(re.findall(r"\bspm_[a-z_]+(?=\{)", annotations))
-                assert used <= exported, f"{rule['alert']}: {used - exported} not exported"
+                name = rule.get("alert") or rule["record"]
+                assert used <= exported, f"{name}: {used - exported} not exported"
 
 
 def test_every_alert_says_who_and_links_a_board():
     for path in RULES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
+                if "record" in rule:
+                    continue
                 assert {"summary", "description", "dashboard"} <= rule["annotations"].keys()
-                assert rule["labels"]["component"] in {"quota", "pipeline"}
-                assert rule["labels"]["severity"] in {"warning", "critical"}
+                component, severity = rule["labels"]["component"], rule["labels"]["severity"]
+                assert (component, severity) in {
+                    ("quota", "warning"),
+                    ("pipeline", "warning"),
+                    ("pipeline", "critical"),
+                    ("celebration", "info"),
+                }
+
+
+def test_recorded_series_are_only_read_after_they_are_recorded():
+    """Every recorded ``spm:`` series a rule reads is recorded by a rule before it in file order
+    (within a group that is evaluation order; across groups a reader sees the last evaluation)."""
+    recorded: set[str] = set()
+    for path in RULES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                used = set(re.findall(r"\bspm:[a-z_]+", rule["expr"]))
+                assert used <= recorded, f"{rule.get('record') or rule['alert']}: {used - recorded}"
+                if "record" in rule:
+                    recorded.add(rule["record"])

@@ -1,8 +1,10 @@
 """The Alertmanager config: valid, routes by component, groups by team, renders the Slack
-template, and holds quota alerts back while the pipeline is down — checked on the real binary."""
+template, holds quota alerts back while the pipeline is down and says each celebration once, in
+its own channel — checked on the real binary."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
@@ -11,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
+from streams.celebrations import Alertmanager, Celebration
+from streams.engine.milestones import STRETCH, TARGET
+
 from .helpers import ALERTMANAGER_CONFIG, run, tool
 
 SHIPPED_WEBHOOK = "http://127.0.0.1:29095/alerts"
+SHIPPED_WEBHOOKS = "http://127.0.0.1:29095/"  # /alerts and /celebrations
 
 
 def test_config_passes_amtool_check():
@@ -44,6 +51,8 @@ def test_amtool_check_rejects_a_route_to_an_unknown_receiver(tmp_path):
         (["alertname=RepBehindTarget", "component=quota", "team=t-emea"], "sales-managers"),
         (["alertname=RepNoActivity", "component=quota", "team=t-emea"], "sales-managers"),
         (["alertname=SpmWorkerDown", "component=pipeline", "severity=critical"], "pipeline-oncall"),
+        (["alertname=TargetReached", "component=celebration", "team=t-emea"], "celebrations"),
+        (["alertname=NewLeader", "component=celebration", "team=t-emea"], "celebrations"),
     ],
 )
 def test_routes_quota_alerts_to_managers_and_pipeline_alerts_to_oncall(labels, receiver):
@@ -97,7 +106,11 @@ def alertmanager(tmp_path: Path, webhook: tuple[str, list[dict[str, Any]]]) -> I
     shutil.copytree(ALERTMANAGER_CONFIG.parent, config_dir)
     config = config_dir / "alertmanager.yml"
     assert SHIPPED_WEBHOOK in config.read_text()
-    config.write_text(config.read_text().replace(SHIPPED_WEBHOOK, url))
+    # Every receiver posts to the test's webhook; the channels tell them apart. Groups are
+    # flushed again after 2 s instead of 1 min, so a repeated notification would show in time.
+    text = config.read_text().replace(SHIPPED_WEBHOOKS, url.removesuffix("alerts"))
+    assert "group_interval: 1m" in text
+    config.write_text(text.replace("group_interval: 1m", "group_interval: 2s"))
     address = f"127.0.0.1:{_free_port()}"
     log = tmp_path / "alertmanager.log"
     process = subprocess.Popen(
@@ -206,3 +219,56 @@ def test_quota_alerts_are_inhibited_while_the_worker_is_down(alertmanager, webho
     assert message["attachments"][0]["color"] == "danger"
     time.sleep(2)
     assert len(received) == 1, "the inhibited rep alert was delivered"
+
+
+def _celebration(level: int, value: str) -> Celebration:
+    return Celebration(
+        scope="rep",
+        id="r-1",
+        name="Ann Lee",
+        team="t-emea",
+        metric="revenue",
+        period="2026-11",
+        period_type="month",
+        level=level,
+        value=Decimal(value),
+        target=Decimal("10000.00"),
+        stretch=Decimal("1.2"),
+    )
+
+
+def test_a_celebration_reaches_its_own_channel_once_even_when_posted_again(alertmanager, webhook):
+    """The worker posts a milestone before it records it: after a crash in between it posts the
+    same milestone again, and Alertmanager must not say it twice."""
+    _, received = webhook
+    poster = Alertmanager(alertmanager)
+    reached = [_celebration(TARGET, "12250.5"), _celebration(STRETCH, "12250.5")]
+    assert asyncio.run(poster.post(reached, datetime.now(UTC)))
+
+    def delivered() -> list[dict[str, Any]]:
+        return [attachment for post in received for attachment in post["attachments"]]
+
+    # one message per team and alert name: TargetReached, StretchReached
+    attachments = _wait_for(lambda: len(delivered()) == 2 and delivered(), 30)
+    assert {post["channel"] for post in received} == {"#sales-wins"}
+    assert sorted(a["title"] for a in attachments) == [
+        "[FIRING:1] StretchReached · team t-emea",
+        "[FIRING:1] TargetReached · team t-emea",
+    ]
+    assert all(a["color"] == "good" for a in attachments)
+    texts = "".join(a["text"] for a in attachments)
+    assert "*Ann Lee (r-1, team t-emea) reached 100 % of the revenue target for 2026-11*" in texts
+    assert "*Ann Lee (r-1, team t-emea) reached 120 % of the revenue target for 2026-11*" in texts
+    assert "revenue is 12,250.5 against a target of 10,000 (122.5 %)." in texts
+
+    assert asyncio.run(poster.post(reached, datetime.now(UTC)))  # the re-post after a crash
+    time.sleep(6)  # three group intervals of the test's config
+    assert len(delivered()) == 2, received
+
+
+def test_an_unreachable_alertmanager_is_reported_so_the_milestone_is_tried_again():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    poster = Alertmanager(f"http://127.0.0.1:{port}", timeout=1)
+    assert not asyncio.run(poster.post([_celebration(TARGET, "10000")], datetime.now(UTC)))

@@ -21,7 +21,7 @@ from dashboards.queries import (
     panels,
     sql_string,
 )
-from streams import history
+from streams import current_figures, history
 from streams.grafana import provisioned_datasources
 
 from .helpers import RULES, exported_series_names, run, tool
@@ -94,15 +94,24 @@ def test_every_promql_query_is_valid_promql(boards, tmp_path):
     assert f"{len(expressions)} rules found" in result.stdout
 
 
-def test_panels_only_use_series_the_worker_exports(boards):
+def test_panels_only_use_series_the_worker_exports_or_the_rules_record(boards):
     exported = exported_series_names() | {"up", "ALERTS"}
+    recorded = {
+        rule["record"]
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
     for query in all_queries(boards):
         if query.datasource != "prometheus":
             continue
         used = set(re.findall(r"\b(?:spm|process)_[a-z_]+", query.text))
         used |= {name for name in ("up", "ALERTS") if re.search(rf"\b{name}\{{", query.text)}
-        assert used, query
+        from_rules = set(re.findall(r"\bspm:[a-z_]+", query.text))
+        assert used or from_rules, query
         assert used <= exported, f"{query.panel}: {used - exported}"
+        assert from_rules <= recorded, f"{query.panel}: {from_rules - recorded}"
 
 
 def test_history_panels_run_the_history_modules_sql(boards):
@@ -112,6 +121,9 @@ def test_history_panels_run_the_history_modules_sql(boards):
         "Status changes (history)": history.ALERT_HISTORY_SQL,
         "Recent status changes": history.ALERT_HISTORY_SQL,
         "Dead letters by reason (history)": history.REJECTED_BY_REASON_SQL,
+        "Leaderboard": current_figures.LEADERBOARD_SQL,
+        "Team standings": current_figures.TEAM_STANDINGS_SQL,
+        "Progress vs target": current_figures.PROGRESS_SQL,
     }
     for panel, original in reused.items():
         # the original text with each {name:Type} parameter replaced, nothing else changed
@@ -166,6 +178,8 @@ def test_alert_dashboard_links_open_an_existing_board_with_its_variables(boards)
     for path in RULES:
         for group in yaml.safe_load(path.read_text())["groups"]:
             for rule in group["rules"]:
+                if "record" in rule:
+                    continue
                 url = urlsplit(rule["annotations"]["dashboard"])
                 uid = url.path.split("/")[2]
                 assert uid in boards, f"{rule['alert']}: no board {uid}"
