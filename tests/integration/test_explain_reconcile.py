@@ -96,6 +96,19 @@ def test_every_explanation_totals_the_live_figure(live: Live) -> None:
     assert with_lines > checked // 2
 
 
+def test_explanations_as_of_a_day_total_the_live_figure_as_of_that_day(live: Live) -> None:
+    for scope in scopes(live):
+        for as_of in ("2026-10-20", "2026-11-10T12:00:00+01:00"):
+            progress = ok(live, f"{base(scope)}/progress", period="2026-Q4", as_of=as_of)
+            for metric in ("revenue", "calls", "deals_won"):
+                body, lines = explain_all(live, scope, metric=metric, period="2026-Q4", as_of=as_of)
+                assert body["as_of_day"] == progress["as_of_day"]
+                want = Decimal(progress["metrics"][metric]["value"])
+                assert Decimal(body["total"]) == want, (scope, metric, as_of)
+                cut = datetime.fromisoformat(body["as_of"])
+                assert all(datetime.fromisoformat(x["event"]["time"]) < cut for x in lines)
+
+
 def test_explanations_show_superseded_and_retracted_deals_and_page_by_cursor(
     live: Live,
 ) -> None:
@@ -119,8 +132,8 @@ def test_explain_rejects_bad_parameters_as_json_4xx(live: Live) -> None:
         (f"/api/v1/reps/{rep}/explain", {"as_of": "yesterday"}, 400, "as_of"),
         (f"/api/v1/reps/{rep}/explain", {"limit": "0"}, 400, "limit"),
         (f"/api/v1/reps/{rep}/explain", {"cursor": "[1]"}, 400, "cursor"),
-        ("/api/v1/reps/nobody/explain", {}, 404, None),
-        ("/api/v1/teams/no-such-team/explain", {}, 404, None),
+        ("/api/v1/reps/nobody/explain", {}, 404, "rep_id"),
+        ("/api/v1/teams/no-such-team/explain", {}, 404, "team_id"),
     ]
     for path, params, status, field in cases:
         response = live.worker.get(path, **params)
