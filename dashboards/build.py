@@ -40,7 +40,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prommodel
 
-from streams import current_figures, history
+from streams import credit_history, current_figures, history
 from streams.metrics import STATUS_CODES
 from streams.settings import Settings
 
@@ -374,6 +374,22 @@ def sales_floor() -> dashboard.Dashboard:
                 "orange",
             )
         )
+        .with_panel(
+            stat_panel()
+            .title("Last reconciled")
+            .description(
+                "When `spm reconcile` last proved the live figures against the history "
+                "(every scope recomputed from the stored events), and how many differed."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(ClickHouseQuery(grafana_sql(credit_history.LAST_RECONCILED_SQL)))
+            .unit("dateTimeFromNow")
+            .override_by_name("differences", [model.DynamicConfigValue("unit", "none")])
+            .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+            .graph_mode(common.BigValueGraphMode.NONE)
+            .span(6)
+            .height(5)
+        )
         .with_row(dashboard.Row("Teams"))
         .with_panel(
             table_panel()
@@ -684,6 +700,28 @@ def rep_drilldown() -> dashboard.Dashboard:
             .mappings(status_mappings())
             .span(12)
             .height(7)
+        )
+        .with_panel(
+            table_panel()
+            .title("Explain: recent contributions")
+            .description(
+                "The rep's newest credits of the metric from history: each event, deal, split "
+                "share, amount and rate, and whether a later win superseded it or a later "
+                "loss or reopening retracted it (`spm explain` lists a whole period)."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(
+                ClickHouseQuery(
+                    grafana_sql(
+                        credit_history.RECENT_CREDITS_SQL,
+                        rep="${rep:sqlstring}",
+                        metric="${metric:sqlstring}",
+                        limit="50",
+                    )
+                )
+            )
+            .span(24)
+            .height(9)
         )
         .with_panel(
             table_panel()

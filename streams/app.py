@@ -52,10 +52,17 @@ def create_app(settings: Settings) -> SpmApp:
     faust_compat.use_seeking_transport(app)  # before anything asks the app for its transport
     app.runtime = topology.build(app, settings)
     lifecycle.attach(app, app.runtime)
-    from streams import ingest, web, web_admin, web_history  # views read the runtime via the app
+    from streams import (  # views read the runtime via the app
+        ingest,
+        web,
+        web_admin,
+        web_explain,
+        web_history,
+    )
 
     web.register(app)
     ingest.register(app)
     web_history.register(app)
+    web_explain.register(app)
     web_admin.register(app)
     return app

@@ -391,7 +391,7 @@ def replay_events(
             },
         ).result_rows
         for row in rows:
-            yield _event(row).to_json()
+            yield event_from_row(row).to_json()
         if len(rows) < page:
             return
         after = (rows[-1][3], rows[-1][0], rows[-1][1])
@@ -434,7 +434,8 @@ def _figures_at(
     }
 
 
-def _event(row: Sequence[Any]) -> Event:
+def event_from_row(row: Sequence[Any]) -> Event:
+    """An ``activity_events`` row (``REPLAY_EVENTS_SQL`` columns) as the engine's event."""
     source, id_, type_, time, rep_id, deal_id, amount, currency, amount_base, splits, data = row
     return Event(
         source=source,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import db, events, grafana, history_replay, token
+from streams.cli import db, events, explain, grafana, history_replay, token
 
 app = typer.Typer(help="Sales performance management: live quotas on Kafka.", no_args_is_help=True)
 app.add_typer(db.app, name="db")
@@ -18,6 +18,8 @@ app.add_typer(events.roster_app, name="roster")
 app.add_typer(events.teams_app, name="teams")
 app.add_typer(events.dlq_app, name="dlq")
 app.command("replay", help=history_replay.HELP)(history_replay.replay)
+app.command("explain")(explain.explain)
+app.command("reconcile")(explain.reconcile)
 app.add_typer(grafana.app, name="grafana")
 app.add_typer(token.app, name="token")
 

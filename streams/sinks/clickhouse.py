@@ -3,6 +3,7 @@
 Topic → table (see ``schemas/clickhouse/001_history_tables.sql``)::
 
     spm.activity      → activity_events     (source, id), the valid events, decoded
+                      → credits             (rep_id, metric, time, source, id), their claims
     spm.activity.dlq  → rejected_events     (source_topic, source_partition, source_offset)
     spm.progress      → progress_snapshots  (scope, id, metric, period, as_of), sampled
     spm.alerts        → alerts              (alert_id)
@@ -35,7 +36,9 @@ from clickhouse_connect.driver import Client
 
 from streams.chclient import get_client
 from streams.engine.errors import Invalid
-from streams.engine.events import Decoder
+from streams.engine.events import Event
+from streams.engine.recompute import claims
+from streams.engine.roster import as_utc
 from streams.migrations import migrate
 from streams.rules import Rules
 from streams.settings import Settings
@@ -47,6 +50,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "activity_events": (
         "source", "id", "type", "time", "rep_id", "deal_id", "amount", "currency",
         "amount_base", "splits", "data", "ingest_time", "kafka_partition", "kafka_offset",
+    ),
+    "credits": (
+        "rep_id", "metric", "time", "source", "id", "type", "deal_id", "share", "credit",
+        "amount", "currency", "rate", "ingest_time",
     ),
     "rejected_events": (
         "source_topic", "source_partition", "source_offset", "error_code", "error_message",
@@ -66,7 +73,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "roster_history": (
         "key", "kind", "rep_id", "team_id", "name", "parent_id", "effective_from", "deleted",
-        "recorded_at", "kafka_partition", "kafka_offset",
+        "recorded_at", "kafka_partition", "kafka_offset", "effective_at",
     ),
 }  # fmt: skip
 #: Every progress message, unsampled: the newest figures per key for the boards (migration 013).
@@ -119,18 +126,48 @@ def event_row(record: ConsumerRecord) -> Row:
     return _event_row(orjson.loads(record.value), record)
 
 
-def accepted_row(decoder: Decoder) -> Callable[[ConsumerRecord], Row | None]:
-    """An input message's row if it is a valid event; a rejected one is the DLQ's to keep.
-    Input is read rather than the worker's re-routing topic, which holds only events that
-    arrived in the wrong partition."""
+def accepted_rows(rules: Rules) -> Callable[[ConsumerRecord], RowsByTable]:
+    """An input message's event row and its credit rows if it is a valid event; a rejected
+    one is the DLQ's to keep. Input is read rather than the worker's re-routing topic, which
+    holds only events that arrived in the wrong partition."""
 
-    def row(record: ConsumerRecord) -> Row | None:
-        decoded = decoder.decode(record.value if record.value is not None else b"")
+    def rows(record: ConsumerRecord) -> RowsByTable:
+        decoded = rules.decoder.decode(record.value if record.value is not None else b"")
         if isinstance(decoded, Invalid):
-            return None
-        return _event_row(orjson.loads(decoded.to_json()), record)
+            return {}
+        return {
+            "activity_events": [_event_row(orjson.loads(decoded.to_json()), record)],
+            "credits": credit_rows(decoded, kafka_time(record), rules),
+        }
 
-    return row
+    return rows
+
+
+def credit_rows(event: Event, ingest_ms: int, rules: Rules) -> list[Row]:
+    """The event's claims (``recompute.claims``) with its deal's amount, currency and rate."""
+    rate = None
+    if event.currency is not None:
+        converted = rules.rates.to_base(Decimal(1), event.currency, event.time)
+        rate = None if isinstance(converted, Invalid) else converted
+    time_ms = (event.time - EPOCH) // _MILLISECOND
+    return [
+        (
+            claim.rep_id,
+            claim.metric,
+            time_ms,
+            event.source,
+            event.id,
+            event.type,
+            event.deal_id,
+            claim.share,
+            claim.credit,
+            event.amount,
+            event.currency,
+            rate,
+            ingest_ms,
+        )
+        for claim in claims(event, rules.catalog)
+    ]
 
 
 def _event_row(doc: dict[str, Any], record: ConsumerRecord) -> Row:
@@ -270,7 +307,13 @@ def roster_row(record: ConsumerRecord) -> Row:
         kafka_time(record),
         record.partition,
         record.offset,
+        _instant_or_none(doc.get("effective_from")),
     )
+
+
+def _instant_or_none(text: str | None) -> datetime | None:
+    """An ``effective_from`` as the mirror reads it: a date is midnight UTC."""
+    return None if not text else as_utc(datetime.fromisoformat(text))
 
 
 #: Short topic name → (table, one message's row); spm.progress goes through SnapshotCadence.
@@ -381,13 +424,13 @@ class ClickHouseSink(BatchingSink):
         self.client_provider = client_provider or (lambda: get_client(settings))
         self.cadence = SnapshotCadence(settings.snapshot_interval)
         self._routes = {settings.topic(name): route for name, route in ROUTES.items()}
-        decoder = Rules.from_settings(settings).decoder
-        self._routes[settings.topic("activity")] = ("activity_events", accepted_row(decoder))
+        self.activity_topic = settings.topic("activity")
+        self._accepted = accepted_rows(Rules.from_settings(settings))
         self.progress_topic = settings.topic("progress")
         super().__init__(
             settings=settings,
             group_id=f"{settings.app_id}-sink",
-            topics=[*self._routes, self.progress_topic],
+            topics=[*self._routes, self.activity_topic, self.progress_topic],
             batch_rows=settings.sink_batch_rows,
             batch_seconds=settings.sink_batch_seconds,
             **kwargs,
@@ -414,6 +457,9 @@ class ClickHouseSink(BatchingSink):
                     )
                     if row is not None:
                         tables["progress_snapshots"].append(row)
+                elif record.topic == self.activity_topic:
+                    for table, rows in self._accepted(record).items():
+                        tables[table].extend(rows)
                 else:
                     table, row_of = self._routes[record.topic]
                     mapped = row_of(record)

@@ -31,12 +31,21 @@ from clickhouse_connect.driver import Client
 from prometheus_client import start_http_server
 
 from dashboards.queries import BoardRunner, TimeRange, load_boards, panel_queries
-from streams import metrics
+from streams import credit_history, metrics, reconcile
 from streams.chclient import close_clients, get_client
+from streams.engine.errors import Invalid
 from streams.engine.pace import Thresholds
+from streams.engine.recompute import contributions
 from streams.migrations import migrate
+from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
-from streams.sinks.clickhouse import COLUMNS, alert_row, progress_row, rejected_row
+from streams.sinks.clickhouse import (
+    COLUMNS,
+    accepted_rows,
+    alert_row,
+    progress_row,
+    rejected_row,
+)
 
 RULES = REPO_ROOT / "deploy" / "prometheus" / "rules" / "spm.yml"
 NOW = datetime.now(UTC)
@@ -257,8 +266,78 @@ def history(tmp_path: Path) -> Iterator[Client]:
         ],
     )
     client.insert("rejected_events", [rejected_row(dead)], column_names=COLUMNS["rejected_events"])
+    for table, rows in _credit_rows(CREDITED).items():
+        client.insert(table, rows, column_names=COLUMNS[table])
+    reconcile.record(
+        client,
+        reconcile.Result("run-1", MONTH, just_now, just_now, len(CREDITED), 12, ()),
+    )
     yield client
     close_clients()
+
+
+#: r-1's events for the explain table: calls, a deal won then re-won with a split (the first
+#: win superseded), a deal won then lost (retracted), one in euros.
+def _cloud(kind: str, n: int, at: datetime, **data: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": f"{kind}-{n}",
+        "source": "crm",
+        "type": kind,
+        "time": at.isoformat(),
+        "data": {"rep_id": "r-1", **data},
+    }
+
+
+CREDITED = [
+    _cloud("call.completed", 1, NOW - timedelta(hours=5)),
+    _cloud("call.completed", 2, NOW - timedelta(hours=4)),
+    _cloud("deal.won", 1, NOW - timedelta(days=3), deal_id="D-42", amount="9000", currency="USD"),
+    _cloud(
+        "deal.won",
+        2,
+        NOW - timedelta(days=2),
+        deal_id="D-42",
+        amount="12000",
+        currency="EUR",
+        splits=[{"rep_id": "r-1", "share": "0.6"}, {"rep_id": "r-2", "share": "0.4"}],
+    ),
+    _cloud("deal.won", 3, NOW - timedelta(days=2), deal_id="D-7", amount="500", currency="USD"),
+    _cloud("deal.lost", 4, NOW - timedelta(days=1), deal_id="D-7"),
+]
+
+
+def _credit_rows(events: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The sink's own rows (activity_events and credits) of ``events``."""
+    rows: dict[str, list[Any]] = {"activity_events": [], "credits": []}
+    to_rows = accepted_rows(Rules.from_settings(Settings()))
+    for event in events:
+        for table, mapped in to_rows(_record("spm.activity", event, NOW)).items():
+            rows[table].extend(mapped)
+    return rows
+
+
+def test_explain_table_marks_credits_as_the_engine_explains_them(history: Client) -> None:
+    """The rep board's SQL (superseded/retracted) against the engine's explain, on real chDB."""
+    rules = Rules.from_settings(Settings())
+    events = [rules.decoder.decode(json.dumps(e).encode()) for e in CREDITED]
+    listed = list(contributions([e for e in events if not isinstance(e, Invalid)], rules.catalog))
+    for metric in ("revenue", "deals_won", "calls"):
+        sql = credit_history.RECENT_CREDITS_SQL
+        rows = history.query(sql, parameters={"rep": "r-1", "metric": metric, "limit": 50})
+        shown = {
+            (row["event"], row["status"], row["value"])
+            for row in (dict(zip(rows.column_names, r, strict=True)) for r in rows.result_rows)
+        }
+        engine = {
+            (f"{c.event.source}/{c.event.id}", c.status, c.claim.credit)
+            for c in listed
+            if c.claim.rep_id == "r-1" and c.claim.metric == metric
+        }
+        assert shown == engine, metric
+        assert shown
+    statuses = {c.status for c in listed}
+    assert statuses == {"counted", "superseded", "retracted"}
 
 
 def _has_data(result: list[Any]) -> bool:

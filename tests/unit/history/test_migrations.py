@@ -53,6 +53,7 @@ def test_migrating_twice_leaves_one_schema(ch: Client) -> None:
     tables = {row[0] for row in once["tables"]}  # type: ignore[union-attr]
     expected = {"activity_events", "rejected_events", "progress_snapshots", "alerts"}
     expected |= {"quota_history", "roster_history", "daily_totals", "daily_totals_mv"}
+    expected |= {"credits", "reconciliations"}
     expected |= {"current_figures"}
     assert expected | {"schema_migrations"} == tables
 
