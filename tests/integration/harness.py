@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
 from streams.kafka_clients import new_client
+from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
 
 PIPELINE_TOPICS = ("activity", "events", "credits", "buckets")
@@ -223,3 +225,26 @@ def wait_settled(workers: list[Worker], partitions: int, timeout: float = 120.0)
                 return time.monotonic() - started
         time.sleep(0.3)
     raise AssertionError(f"workers did not settle in {timeout}s: {held}")
+
+
+def prove_reconciled(settings: Settings, worker: Worker, timeout: float = 120.0) -> None:
+    """Once the worker's sink has stored the input, ``spm reconcile`` of the current quarter
+    finds the live figures equal to the history's recomputation (exit 0) and records the run,
+    so the boards' "Last reconciled" has a row."""
+    wait_caught_up(
+        settings,
+        topics=("activity", "roster"),
+        timeout=timeout,
+        worker=worker,
+        group=f"{settings.app_id}-sink",
+    )
+    quarter = Rules.from_settings(settings).calendar.current("quarter", datetime.now(UTC))
+    proof = subprocess.run(
+        [sys.executable, "-m", "streams.cli.main", "reconcile", "--period", quarter.label],
+        cwd=REPO_ROOT,
+        env=settings_env(settings) | {"COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proof.returncode == 0, proof.stdout + proof.stderr

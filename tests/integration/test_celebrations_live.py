@@ -48,7 +48,7 @@ from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.integration.harness import Worker, free_port, worker_settings
+from tests.integration.harness import Worker, free_port, prove_reconciled, worker_settings
 from tools import stack as local_stack
 from tools.settings import StackSettings
 from tools.stack import ALERTMANAGER_CONFIG
@@ -266,6 +266,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
             )
 
         _wait(behind_firing, 90, lambda: "RepBehindTarget for r-2 firing again", worker)
+        prove_reconciled(settings, worker)  # the sales floor's "Last reconciled"
         month = Rules.from_settings(settings).calendar.current("month", datetime.now(UTC)).label
         api = {
             "leaderboard": worker.get(

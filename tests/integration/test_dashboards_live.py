@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,9 +40,14 @@ from dashboards.queries import BoardRunner, TimeRange, has_data, load_boards, pa
 from streams.chclient import close_clients, get_client
 from streams.producer import EventProducer
 from streams.rules import Rules
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.integration.harness import Worker, settings_env, wait_caught_up, worker_settings
+from tests.integration.harness import (
+    Worker,
+    prove_reconciled,
+    wait_caught_up,
+    worker_settings,
+)
 from tools.orgsim import Organisation, Rep, Team, backfill
 from tools.settings import StackSettings
 from tools.stack import ALERTMANAGER_CONFIG
@@ -399,23 +402,7 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
         )
         # The nightly proof (the sales floor's "Last reconciled"): once the sink has stored the
         # input, `spm reconcile` finds the live figures equal to the history's recomputation.
-        wait_caught_up(
-            settings,
-            topics=("activity", "roster"),
-            timeout=min(60.0, budget.remaining()),
-            worker=worker,
-            group=f"{settings.app_id}-sink",
-        )
-        quarter = Rules.from_settings(settings).calendar.current("quarter", datetime.now(UTC))
-        proof = subprocess.run(
-            [sys.executable, "-m", "streams.cli.main", "reconcile", "--period", quarter.label],
-            cwd=REPO_ROOT,
-            env=settings_env(settings) | {"COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=min(120.0, budget.remaining()),
-        )
-        assert proof.returncode == 0, proof.stdout + proof.stderr
+        prove_reconciled(settings, worker, timeout=min(120.0, budget.remaining()))
         # The Prometheus time range ends here; the ClickHouse panels need the chDB path, which
         # the worker holds until it stops.
         end = datetime.now(UTC)
