@@ -6,13 +6,11 @@ hook below leaves; ``--no-loadscope-reorder`` keeps it from sorting them by thei
 tests instead. A slow module started last would run on alone after the rest: known-slow
 modules go first, the others keep pytest's order, and so does every module's own tests.
 
-Modules that must not overlap in time are handed out as one unit, so one worker runs them one
-after the other (``ONE_WORKER``).
+Every module can run beside any other: the live tests that wait for alerts listen on the webhook
+port of their own stack's Alertmanager config (``SPM_ALERTMANAGER_WEBHOOK_PORT``).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
@@ -20,9 +18,11 @@ import pytest
 #: measured under ``make test`` (the last four are the slow ones of ``make check``). A module
 #: that does not exist is ignored.
 SLOW_MODULES = (
-    "tests/integration/test_dashboards_live.py",
     "tests/integration/test_celebrations_live.py",
+    "tests/integration/test_late_reference.py",
+    "tests/integration/test_dashboards_live.py",
     "tests/integration/test_pipeline.py",
+    "tests/integration/test_explain_reconcile.py",
     "tests/integration/test_failover.py",
     "tests/integration/test_crash_matrix.py",
     "tests/integration/test_dockerfile.py",
@@ -43,16 +43,6 @@ SLOW_MODULES = (
     "tests/unit/engine/test_properties.py",
 )
 
-#: Modules handed out as one unit: both listen on the webhook port of the shipped Alertmanager
-#: config (``test_celebrations_live.py`` with a stack of its own, ``test_dashboards_live.py``
-#: with the shared one). ``test_stack.py`` used to be here: its ``up`` reloaded the shared
-#: Prometheus, which then dropped alerts for a few seconds; ``up`` now reloads only a changed
-#: configuration.
-ONE_WORKER = (
-    "tests/integration/test_dashboards_live.py",
-    "tests/integration/test_celebrations_live.py",
-)
-
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {module: i for i, module in enumerate(SLOW_MODULES)}
@@ -62,18 +52,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return rank.get(module, len(SLOW_MODULES))
 
     items.sort(key=slowness)  # stable: the order within a module and among the rest is kept
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile``, the modules of ``ONE_WORKER`` handed out together."""
-    if config.getoption("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class Scheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = super()._split_scope(nodeid)
-            return ONE_WORKER[0] if module in ONE_WORKER else module
-
-    return Scheduling(config, log)

@@ -43,6 +43,11 @@ class StackSettings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(None, description="Its password.")
     prometheus_port: int = Field(29090, description="Prometheus on 127.0.0.1.")
     alertmanager_port: int = Field(29094, description="Alertmanager on 127.0.0.1.")
+    alertmanager_webhook_port: int = Field(
+        29095,
+        description="Port of the loopback Slack webhook the receivers post to (the live tests "
+        "listen there); replaces the port of every receiver's api_url.",
+    )
     stack_start_timeout: float = Field(90.0, description="Seconds to wait for each part.")
     web_port: int = Field(26066, description="Worker port Prometheus scrapes (SPM_WEB_PORT).")
 

@@ -290,17 +290,24 @@ class Alertmanager(_HttpPart):
     def ports(self) -> tuple[int, ...]:
         return (self.settings.alertmanager_port,)
 
+    @property
+    def config_file(self) -> Path:
+        return self.home / "alertmanager.yml"
+
     def prepare(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        config = render_alertmanager_config(self.settings)
+        self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
 
     def config_files(self) -> list[Path]:
-        templates = ALERTMANAGER_CONFIG.parent / "templates"
-        return [ALERTMANAGER_CONFIG, *(p for p in templates.rglob("*") if p.is_file())]
+        config = yaml.safe_load(self.config_file.read_text())
+        templates = [path for pattern in config.get("templates", []) for path in _glob(pattern)]
+        return [self.config_file, *templates]
 
     def command(self) -> list[str]:
         return [
             self.binary,
-            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--config.file={self.config_file}",
             f"--storage.path={self.home / 'data'}",
             f"--web.listen-address={self.address}",
             "--cluster.listen-address=",
@@ -395,6 +402,19 @@ def render_prometheus_config(settings: StackSettings) -> dict[str, Any]:
     for job in config["scrape_configs"]:
         if job["job_name"] == "spm-worker":
             job["static_configs"] = [{"targets": [f"{HOST}:{settings.web_port}"]}]
+    return config
+
+
+def render_alertmanager_config(settings: StackSettings) -> dict[str, Any]:
+    """deploy/alertmanager/alertmanager.yml with absolute template paths and every receiver
+    posting to this stack's loopback webhook port."""
+    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    base = ALERTMANAGER_CONFIG.parent
+    config["templates"] = [str(base / pattern) for pattern in config.get("templates", [])]
+    for receiver in config["receivers"]:
+        for slack in receiver.get("slack_configs", []):
+            url = httpx.URL(slack["api_url"])
+            slack["api_url"] = str(url.copy_with(port=settings.alertmanager_webhook_port))
     return config
 
 

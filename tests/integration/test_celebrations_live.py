@@ -19,8 +19,8 @@ its revenue and calls targets. Then:
    and the exact panels (leaderboard, team standings, the rep's progress, from
    ``current_figures``) show the API's figures digit for digit.
 
-The webhook port (29095) is the one in the shipped Alertmanager config: a concurrent live-board
-test on the shared stack would hold it, and this test then fails saying so.
+The stack renders the shipped Alertmanager config with a webhook port of this test's own, so
+the live-board test on the shared stack can run at the same time.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from dashboards.queries import BoardRunner, TimeRange, has_data, load_boards, panel_queries
 from streams.chclient import close_clients, get_client
@@ -51,7 +50,6 @@ from streams.topics import ensure_topics
 from tests.integration.harness import Worker, free_port, prove_reconciled, worker_settings
 from tools import stack as local_stack
 from tools.settings import StackSettings
-from tools.stack import ALERTMANAGER_CONFIG
 
 EXACT_PANELS = ("Leaderboard", "Team standings", "Progress vs target")
 CELEBRATE = "celebrations"
@@ -73,9 +71,9 @@ class Webhook:
         return [a for post in self.received(path) for a in post.get("attachments") or []]
 
 
-def _shipped_webhook() -> tuple[str, int]:
-    """Host and port of the receivers' webhooks in the shipped Alertmanager config."""
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+def _webhook_of(settings: StackSettings) -> tuple[str, int]:
+    """Host and port the receivers of the stack's Alertmanager config post to."""
+    config = local_stack.render_alertmanager_config(settings)
     [(host, port)] = {
         (url.host, url.port)
         for receiver in config["receivers"]
@@ -87,8 +85,8 @@ def _shipped_webhook() -> tuple[str, int]:
 
 
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    host, port = _shipped_webhook()
+def webhook(own_stack: StackSettings) -> Iterator[Webhook]:
+    host, port = _webhook_of(own_stack)
     hook = Webhook()
 
     class Receiver(BaseHTTPRequestHandler):
@@ -124,6 +122,7 @@ def own_stack(tmp_path: Path) -> Iterator[StackSettings]:
         kafka_controller_port=free_port(),
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
+        alertmanager_webhook_port=free_port(),
         web_port=free_port(),
     )
     try:

@@ -48,6 +48,7 @@ from tests.integration.harness import (
     wait_caught_up,
     worker_settings,
 )
+from tools import stack as local_stack
 from tools.orgsim import Organisation, Rep, Team, backfill
 from tools.settings import StackSettings
 from tools.stack import ALERTMANAGER_CONFIG
@@ -165,10 +166,10 @@ class Webhook:
             return list(self.posts)
 
 
-def _alertmanager_webhook() -> Webhook:
+def _alertmanager_webhook(stack_settings: StackSettings) -> Webhook:
     """The Slack webhook of the route's default receiver (the sales managers, who get the
     quota alerts) in the stack's Alertmanager config."""
-    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    config = local_stack.render_alertmanager_config(stack_settings)
     [receiver] = [r for r in config["receivers"] if r["name"] == config["route"]["receiver"]]
     slack = receiver["slack_configs"][0]
     url = urlsplit(slack["api_url"])
@@ -177,8 +178,8 @@ def _alertmanager_webhook() -> Webhook:
 
 
 @pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = _alertmanager_webhook()
+def webhook(stack_settings: StackSettings) -> Iterator[Webhook]:
+    hook = _alertmanager_webhook(stack_settings)
     host, port = hook.host, hook.port
 
     class Receiver(BaseHTTPRequestHandler):
