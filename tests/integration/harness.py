@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -248,3 +249,12 @@ def prove_reconciled(settings: Settings, worker: Worker, timeout: float = 120.0)
         timeout=timeout,
     )
     assert proof.returncode == 0, proof.stdout + proof.stderr
+
+
+def duration_seconds(duration: str) -> float:
+    """A Prometheus/Alertmanager duration such as ``5s`` or ``1m30s``."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"unsupported duration {duration!r}")
+    return sum(int(n) * units[u] for n, u in parts)

@@ -47,7 +47,13 @@ from streams.producer import EventProducer
 from streams.rules import Rules
 from streams.settings import Settings
 from streams.topics import ensure_topics
-from tests.integration.harness import Worker, free_port, prove_reconciled, worker_settings
+from tests.integration.harness import (
+    Worker,
+    duration_seconds,
+    free_port,
+    prove_reconciled,
+    worker_settings,
+)
 from tools import stack as local_stack
 from tools.settings import StackSettings
 
@@ -247,7 +253,10 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         assert health["state"]["entries"]["milestones"] == 3, health  # r-1, t-1, the company
         time.sleep(5 * settings.alert_interval)  # several re-evaluations of every figure
         assert _celebrations(worker) == 0
-        time.sleep(15)  # Alertmanager's group_wait of the celebrations route and some
+        # Alertmanager's group_wait of the celebrations route and some: nothing new arrives
+        route = local_stack.render_alertmanager_config(own_stack)["route"]
+        [celebrations] = [r for r in route["routes"] if r["receiver"] == "celebrations"]
+        time.sleep(duration_seconds(celebrations["group_wait"]) + 3)
         assert sorted(celebrated()) == before
 
         # (4) the API's exact figures, then the boards (chDB opens once the worker let go);

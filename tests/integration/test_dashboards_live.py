@@ -20,7 +20,6 @@ Prometheus, same Alertmanager notification log) can neither satisfy nor mute thi
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
 import time
@@ -44,6 +43,7 @@ from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration.harness import (
     Worker,
+    duration_seconds,
     prove_reconciled,
     wait_caught_up,
     worker_settings,
@@ -101,15 +101,6 @@ class Budget:
         process = self.worker.process if self.worker is not None else None
         if process is not None and process.poll() is not None:
             self.fail(f"the worker exited with {process.returncode}")
-
-
-def _seconds(duration: str) -> float:
-    """A Prometheus/Alertmanager duration such as ``5s`` or ``1m30s``."""
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"unsupported duration {duration!r}")
-    return sum(int(n) * units[u] for n, u in parts)
 
 
 # --- the organisation ---------------------------------------------------------------------------
@@ -242,7 +233,7 @@ class Prometheus:
     def interval(self, name: str) -> float:
         """scrape_interval / evaluation_interval of the running server's configuration."""
         config = yaml.safe_load(self.get("/api/v1/status/config")["yaml"])
-        return _seconds(config["global"][name])
+        return duration_seconds(config["global"][name])
 
     def rule_for(self, alert: str) -> float:
         """The ``for`` duration of an alerting rule as loaded."""
@@ -327,7 +318,9 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
             f"something already listens on the worker port {settings.web_port} (a worker or "
             "the demo?); the stack's Prometheus must scrape this test's worker there"
         )
-    group_wait = _seconds(yaml.safe_load(ALERTMANAGER_CONFIG.read_text())["route"]["group_wait"])
+    group_wait = duration_seconds(
+        yaml.safe_load(ALERTMANAGER_CONFIG.read_text())["route"]["group_wait"]
+    )
 
     org = _tagged(
         Organisation.generate(SEED, regions=1, teams_per_region=2, reps_per_team=3),

@@ -31,7 +31,9 @@ from tests.integration.test_pipeline import assert_api_equals_recompute, raw_pro
 
 @pytest.fixture
 def settings(stack: Settings, unique_prefix: str, tmp_path: Path) -> Settings:
-    s = worker_settings(stack, unique_prefix, tmp_path)
+    # A killed worker's partitions move once its session expires: 6 s instead of the default
+    # 10 keeps the crash cases short (the takeover itself is test_failover.py's subject).
+    s = worker_settings(stack, unique_prefix, tmp_path, session_timeout=6.0)
     ensure_topics(s)
     return s
 
@@ -60,7 +62,7 @@ def test_late_roster_and_quota_changes_re_attribute_history(
     """``crash``: the worker is SIGKILLed and replaced just before the late reference data is
     published (the new owner restores state attributed with the old roster), or just after
     (it may or may not have re-attributed and sent the result)."""
-    sc = scenario.generate(seed=23)
+    sc = scenario.generate(seed=23, activities=1000, deals=150)
     late_reps = set(sc.reps[::3])
     early_roster = [r for r in sc.roster if r.effective_from is None and r.rep_id not in late_reps]
     late_roster = [r for r in sc.roster if r not in early_roster]
