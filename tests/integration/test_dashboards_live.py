@@ -282,6 +282,35 @@ def _pipeline_alerts_active(url: str) -> bool:
     )
 
 
+def _resolve_forgotten_alerts(alertmanager: str, prometheus: str) -> list[dict[str, str]]:
+    """Resolve in Alertmanager the pipeline alerts Prometheus no longer fires; returns their
+    labels.
+
+    A Prometheus reload that moves its rule files (another checkout bringing the shared stack
+    up) starts their alerts over as pending, and an alert that then clears before its ``for``
+    never sends a resolution: Alertmanager keeps the earlier firing one until its ``endsAt``
+    (four resend delays). A stale ``SpmWorkerDown`` of the idle worker port would inhibit this
+    test's alerts for minutes, so it is resolved here, as Prometheus would have done."""
+    firing = [
+        a["labels"]
+        for a in httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        if a["state"] == "firing"
+    ]
+    held = httpx.get(f"{alertmanager}/api/v2/alerts", params={"active": "true"}, timeout=10)
+    forgotten = [
+        a
+        for a in held.json()
+        if a["labels"].get("component") == "pipeline" and a["labels"] not in firing
+    ]
+    if forgotten:
+        now = datetime.now(UTC).isoformat()
+        resolved = [
+            {"labels": a["labels"], "startsAt": a["startsAt"], "endsAt": now} for a in forgotten
+        ]
+        httpx.post(f"{alertmanager}/api/v2/alerts", json=resolved, timeout=10).raise_for_status()
+    return [a["labels"] for a in forgotten]
+
+
 def _port_answers(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -318,6 +347,10 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
             f"something already listens on the worker port {settings.web_port} (a worker or "
             "the demo?); the stack's Prometheus must scrape this test's worker there"
         )
+    alertmanager = f"http://127.0.0.1:{stack_settings.alertmanager_port}"
+    forgotten = _resolve_forgotten_alerts(alertmanager, prometheus.url)
+    if forgotten:
+        print(f"\nresolved in Alertmanager, no longer fired by Prometheus: {forgotten}")
     group_wait = duration_seconds(
         yaml.safe_load(ALERTMANAGER_CONFIG.read_text())["route"]["group_wait"]
     )
@@ -370,7 +403,6 @@ def test_live_boards_have_data_and_behind_reps_reach_the_slack_webhook(
             f"RepBehindTarget firing for {sorted(wanted)} (for: {pending:.0f} s)",
         )
         fired = datetime.now(UTC)
-        alertmanager = f"http://127.0.0.1:{stack_settings.alertmanager_port}"
         # While the scraped port was idle (before this worker), SpmWorkerDown fired; it inhibits
         # quota alerts until Alertmanager holds its resolution. Prometheus sends that at once and
         # again every resend delay (1 min) should one be lost (a stack reload meanwhile).
