@@ -31,7 +31,7 @@ from streams.engine.money import decimal_text
 from streams.engine.periods import Period
 from streams.engine.scopes import COMPANY
 from streams.web import Query, forwarded_headers, limit_param, metric_param
-from streams.web_history import Unavailable, _period, _query, _require_known
+from streams.web_history import Unavailable, period_label, require_known, run_query
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,7 @@ CACHE = credit_history.ExplanationCache()
 
 
 def _parsed_period(request: Request, rt: Any) -> Period:
-    period = rt.rules.calendar.parse(_period(request, rt.rules.calendar))
+    period = rt.rules.calendar.parse(period_label(request, rt.rules.calendar))
     if isinstance(period, Invalid):
         raise ValidationError(period.message, field="period")
     return period
@@ -123,9 +123,9 @@ async def _explain(view: View, scope: tuple[str, str], request: Request) -> Resp
     period, before = query.period, (None if query.day is None else query.as_of)
     limit = limit_param(request, EXPLAIN_LIMIT, EXPLAIN_MAX)
     cursor = _cursor(request)
-    found = await _query(rt.settings, CACHE.explanation, rt.rules, scope, metric, period, before)
+    found = await run_query(rt.settings, CACHE.explanation, rt.rules, scope, metric, period, before)
     if not found.lines:
-        _require_known(rt, *scope, f"{scope[0]}_id")
+        require_known(rt, *scope, f"{scope[0]}_id")
     lines, next_key = found.page(cursor, limit)
     return view.json(
         {

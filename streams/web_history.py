@@ -53,7 +53,7 @@ class Unavailable(WebError):
         super().__init__(detail, field=None)
 
 
-async def _query(
+async def run_query(
     settings: Settings, fn: Callable[Concatenate[Client, P], T], *args: P.args, **kwargs: P.kwargs
 ) -> T:
     """``fn(client, ...)`` in a thread on the process's client; its ``BadQuery`` becomes a 400."""
@@ -75,7 +75,7 @@ def _runtime(view: View) -> Any:
     return view.app.runtime  # type: ignore[attr-defined]
 
 
-def _period(request: Request, calendar: Calendar) -> str:
+def period_label(request: Request, calendar: Calendar) -> str:
     """The period label asked for (validated by the query), by default the current quarter."""
     label: str | None = request.query.get("period")
     return calendar.current("quarter", datetime.now(UTC)).label if label is None else label
@@ -141,7 +141,7 @@ def _after(request: Request) -> EventKey | None:
     return _stored(instant), source, event_id
 
 
-def _require_known(rt: Any, scope: str, scope_id: str, field: str) -> None:
+def require_known(rt: Any, scope: str, scope_id: str, field: str) -> None:
     """404 for a scope neither the roster nor the live tables know (history had nothing);
     ``field``: the parameter that named it."""
     if not rt.mirror.ready.is_set():
@@ -156,9 +156,11 @@ async def _cumulative(view: View, scope: str, scope_id: str, request: Request) -
     query = history.rep_cumulative if scope == "rep" else history.team_cumulative
     calendar = rt.rules.calendar
     metric = metric_param(request, rt.rules.catalog)
-    body = await _query(rt.settings, query, scope_id, metric, _period(request, calendar), calendar)
+    body = await run_query(
+        rt.settings, query, scope_id, metric, period_label(request, calendar), calendar
+    )
     if all(day["value"] is None for day in body["days"]):
-        _require_known(rt, scope, scope_id, f"{scope}_id")
+        require_known(rt, scope, scope_id, f"{scope}_id")
     return view.json(body)
 
 
@@ -178,17 +180,17 @@ class PeriodOverPeriod(View):
         scope, scope_id = _scope(request, required=True)
         assert scope is not None and scope_id is not None
         calendar = rt.rules.calendar
-        body = await _query(
+        body = await run_query(
             rt.settings,
             history.period_over_period,
             scope,
             scope_id,
             metric_param(request, rt.rules.catalog),
-            _period(request, calendar),
+            period_label(request, calendar),
             calendar,
         )
         if body["current"] is None and body["previous"]["final"] is None:
-            _require_known(rt, scope, scope_id, "id")
+            require_known(rt, scope, scope_id, "id")
         return self.json(body)
 
 
@@ -196,12 +198,12 @@ class HistoryLeaderboard(View):
     async def get(self, request: Request) -> Response:
         rt = _runtime(self)
         calendar = rt.rules.calendar
-        metric, label = metric_param(request, rt.rules.catalog), _period(request, calendar)
+        metric, label = metric_param(request, rt.rules.catalog), period_label(request, calendar)
         limit = limit_param(request)
         team: str | None = request.query.get("team")
         if team is not None:
-            _require_known(rt, "team", team, "team")
-        body = await _query(
+            require_known(rt, "team", team, "team")
+        body = await run_query(
             rt.settings, history.leaderboard, metric, label, calendar, limit=limit, team=team
         )
         return self.json(body)
@@ -212,7 +214,7 @@ class AlertHistory(View):
         scope, scope_id = _scope(request, required=False)
         since = _instant(request, "since")
         limit = limit_param(request, ALERTS_LIMIT)
-        alerts = await _query(
+        alerts = await run_query(
             _runtime(self).settings,
             history.alert_history,
             scope=scope,
@@ -232,7 +234,7 @@ class AlertHistory(View):
 class RejectedByReason(View):
     async def get(self, request: Request) -> Response:
         since = _instant(request, "since")
-        reasons = await _query(_runtime(self).settings, history.rejected_by_reason, since=since)
+        reasons = await run_query(_runtime(self).settings, history.rejected_by_reason, since=since)
         return self.json({"since": _iso(since), "reasons": reasons})
 
 
@@ -266,7 +268,7 @@ class EventHistory(View):
     async def get(self, request: Request) -> Response:
         since, after = _instant(request, "since"), _after(request)
         limit = limit_param(request, EVENTS_LIMIT, EVENTS_LIMIT)
-        lines = await _query(_runtime(self).settings, events_page, since, after, limit)
+        lines = await run_query(_runtime(self).settings, events_page, since, after, limit)
         return self.bytes(
             b"".join(line + b"\n" for line in lines), content_type="application/x-ndjson"
         )

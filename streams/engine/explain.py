@@ -129,7 +129,7 @@ def _rate(c: Contribution, rates: Rates) -> Decimal | None:
 
 
 def _day(t: datetime, calendar: Calendar) -> str:
-    return t.astimezone(calendar.zone).date().isoformat()
+    return calendar.labels_at(t)[0]
 
 
 def _money(amount: Decimal | None) -> str:

@@ -133,9 +133,7 @@ def _rank(e: Event) -> tuple[datetime, str, str]:
 def teams_of(roster: Roster, calendar: Calendar, rep: str, t: datetime) -> tuple[str, ...]:
     """The team lineage a rep's credit at ``t`` rolls up to: the roll-up rule's, as of the end
     of the event's day in the organisation's zone."""
-    day = calendar.parse(calendar.labels_at(t)[0])
-    assert not isinstance(day, Invalid)
-    return teams_for(roster, rep, day.end)
+    return teams_for(roster, rep, calendar.periods_at(t)[0].end)
 
 
 def credited_scopes(roster: Roster, calendar: Calendar, c: Contribution) -> list[tuple[str, str]]:

@@ -89,7 +89,6 @@ class Publisher:
         pending, self.pending = self.pending, {}
         for part, entries in self.views.partitions.state_report()["entries"].items():
             metrics.TABLE_KEYS.labels(part).set(entries)
-        metrics.UNASSIGNED_REPS.set(len(self.views.unassigned_reps()))
         work: dict[int, list[tuple[Scope, Any]]] = {
             p: list(scopes.items()) for p, scopes in pending.items()
         }
@@ -103,6 +102,7 @@ class Publisher:
 
     async def tick(self) -> None:
         """Re-evaluate the current periods of every owned scope (pace moves with time)."""
+        metrics.UNASSIGNED_REPS.set(len(self.views.unassigned_reps()))
         work: dict[int, list[tuple[Scope, set[tuple[str, str]] | None]]] = {}
         for scope in self.views.scopes():
             work.setdefault(self.views.partition_of(scope), []).append((scope, None))

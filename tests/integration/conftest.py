@@ -80,19 +80,22 @@ def unique_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[StackSettings]:
-    """A stack of our own (broker, Prometheus, Alertmanager) on free ports, stopped after: for
-    tests that stop or restart the broker without touching any other test."""
+def private_stack(tmp_path: Path) -> Iterator[StackSettings]:
+    """A stack of our own (broker, Prometheus scraping its own worker port, Alertmanager posting
+    to its own webhook port) on free ports, stopped after: for tests that stop or restart the
+    broker, or wait for alerts, without touching any other test."""
     settings = StackSettings(
         var_dir=tmp_path / "stack",
         kafka_port=free_port(),
         kafka_controller_port=free_port(),
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
+        alertmanager_webhook_port=free_port(),
+        web_port=free_port(),
     )
     try:
         local_stack.up(settings)
     except local_stack.StackError as exc:
-        pytest.fail(f"the private broker could not start: {exc}", pytrace=False)
+        pytest.fail(f"the private stack could not start: {exc}", pytrace=False)
     yield settings
     local_stack.down(settings)

@@ -50,7 +50,6 @@ from streams.topics import ensure_topics
 from tests.integration.harness import (
     Worker,
     duration_seconds,
-    free_port,
     prove_reconciled,
     worker_settings,
 )
@@ -91,8 +90,8 @@ def _webhook_of(settings: StackSettings) -> tuple[str, int]:
 
 
 @pytest.fixture
-def webhook(own_stack: StackSettings) -> Iterator[Webhook]:
-    host, port = _webhook_of(own_stack)
+def webhook(private_stack: StackSettings) -> Iterator[Webhook]:
+    host, port = _webhook_of(private_stack)
     hook = Webhook()
 
     class Receiver(BaseHTTPRequestHandler):
@@ -117,26 +116,6 @@ def webhook(own_stack: StackSettings) -> Iterator[Webhook]:
     server.shutdown()
     server.server_close()
     thread.join(10)
-
-
-@pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[StackSettings]:
-    """Kafka, Alertmanager and Prometheus of this test, Prometheus scraping its own web port."""
-    settings = StackSettings(
-        var_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        alertmanager_webhook_port=free_port(),
-        web_port=free_port(),
-    )
-    try:
-        local_stack.up(settings)
-    except local_stack.StackError as exc:
-        pytest.fail(f"the test's stack could not start: {exc}", pytrace=False)
-    yield settings
-    local_stack.down(settings)
 
 
 def _wait(check: Callable[[], Any], seconds: float, what: Callable[[], str], worker: Worker) -> Any:
@@ -186,18 +165,18 @@ def _celebrations(worker: Worker) -> float:
 
 @pytest.mark.timeout(400)
 def test_celebrations_and_warnings_reach_their_webhooks_once(
-    own_stack: StackSettings, webhook: Webhook, tmp_path: Path
+    private_stack: StackSettings, webhook: Webhook, tmp_path: Path
 ) -> None:
-    stack = Settings(kafka_bootstrap=own_stack.kafka_bootstrap)
+    stack = Settings(kafka_bootstrap=private_stack.kafka_bootstrap)
     settings = worker_settings(
         stack,
         "spm-celebrate",
         tmp_path,
-        web_port=own_stack.web_port,
+        web_port=private_stack.web_port,
         alert_interval=2.0,
         publish_interval=0.5,
         min_elapsed=0.0,  # r-2 is behind from the period's first instant, whatever the date
-        alertmanager_url=f"http://127.0.0.1:{own_stack.alertmanager_port}",
+        alertmanager_url=f"http://127.0.0.1:{private_stack.alertmanager_port}",
     )
     ensure_topics(settings)
     started = datetime.now(UTC)
@@ -254,7 +233,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         time.sleep(5 * settings.alert_interval)  # several re-evaluations of every figure
         assert _celebrations(worker) == 0
         # Alertmanager's group_wait of the celebrations route and some: nothing new arrives
-        route = local_stack.render_alertmanager_config(own_stack)["route"]
+        route = local_stack.render_alertmanager_config(private_stack)["route"]
         [celebrations] = [r for r in route["routes"] if r["receiver"] == "celebrations"]
         time.sleep(duration_seconds(celebrations["group_wait"]) + 3)
         assert sorted(celebrated()) == before
@@ -262,7 +241,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         # (4) the API's exact figures, then the boards (chDB opens once the worker let go);
         # the restart made Prometheus start RepBehindTarget's `for` over: the Alerts panel
         # shows it once it fires again
-        prometheus = f"http://127.0.0.1:{own_stack.prometheus_port}"
+        prometheus = f"http://127.0.0.1:{private_stack.prometheus_port}"
 
         def behind_firing() -> bool:
             alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
