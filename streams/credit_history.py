@@ -28,7 +28,9 @@ from streams.reference import ReferenceData
 from streams.rules import Rules
 
 # Events are read without FINAL (twice as fast): a re-delivered copy not merged yet is the same
-# event, and ``recompute.contributions`` keeps the first of each (source, id).
+# event, and ``recompute.contributions`` keeps one copy of each (source, id). They are read from
+# ``counted_events``, without the conflicting copies that lose: a copy for another rep, period or
+# deal than the one that counts would otherwise be selected without it.
 # The event columns of ``history.event_from_row``; an event's ``data`` object is not needed to
 # count or explain it and parsing it was a third of an explanation's time, so it reads as null.
 _EVENT_COLUMNS = (
@@ -37,7 +39,7 @@ _EVENT_COLUMNS = (
 
 # Deals with a win in the period (for a rep: a win that credits the rep, from ``credits``).
 _PERIOD_DEALS = """
-SELECT DISTINCT deal_id FROM activity_events
+SELECT DISTINCT deal_id FROM counted_events
 WHERE type = 'deal.won' AND time >= {start:DateTime64(3, 'UTC')}
   AND time < {end:DateTime64(3, 'UTC')}
 """
@@ -48,14 +50,14 @@ WHERE rep_id = {rep:String} AND deal_id IS NOT NULL AND time >= {start:DateTime6
 """
 
 PERIOD_EVENTS_SQL = f"""
-SELECT {_EVENT_COLUMNS} FROM activity_events
+SELECT {_EVENT_COLUMNS} FROM counted_events
 WHERE ((time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}}
         AND type NOT IN {{deal_types:Array(String)}})
        OR deal_id IN ({_PERIOD_DEALS}))
 """
 
 REP_EVENTS_SQL = f"""
-SELECT {_EVENT_COLUMNS} FROM activity_events
+SELECT {_EVENT_COLUMNS} FROM counted_events
 WHERE ((rep_id = {{rep:String}} AND type NOT IN {{deal_types:Array(String)}}
         AND time >= {{start:DateTime64(3, 'UTC')}} AND time < {{end:DateTime64(3, 'UTC')}})
        OR deal_id IN ({_REP_DEALS}))
@@ -85,6 +87,7 @@ SELECT c.time AS time, c.metric AS metric, c.credit AS value, c.share AS share,
 FROM (
     SELECT * FROM credits FINAL
     WHERE rep_id = {rep:String} AND metric = {metric:String}
+      AND (source, id, copy) NOT IN (SELECT source, id, copy FROM losing_copies)
     ORDER BY time DESC, source, id
     LIMIT {limit:UInt32}
 ) AS c
@@ -92,7 +95,7 @@ LEFT JOIN (
     SELECT deal_id,
            maxIf(tuple(time, id, source), type = 'deal.won') AS latest_win,
            maxIf(tuple(time, id, source), type != 'deal.won') AS latest_end
-    FROM activity_events FINAL
+    FROM counted_events
     WHERE deal_id IN (
         SELECT deal_id FROM credits WHERE rep_id = {rep:String} AND deal_id IS NOT NULL
     )

@@ -20,6 +20,7 @@ TOPICS: dict[str, tuple[int | None, dict[str, str]]] = {
     "activity": (None, {}),
     "activity.dlq": (None, {}),
     "events": (None, {}),
+    "deal-copies": (None, _COMPACTED),
     "credits": (None, _COMPACTED),
     "buckets": (None, _COMPACTED),
     "tally-changelog": (None, _COMPACTED),

@@ -1,7 +1,8 @@
 """The pipeline in one process: partitioned tallies and the state messages between them.
 
-Events go to the tally of their partition (activities by rep, deals by deal); deal credits go
-to the rep's partition and buckets to the scope's partition, exactly as the streaming
+Events go to the tally of their idempotency key's partition, which judges the key's copies and
+counts activities; deal event copies go to the deal's partition, deal credits to the rep's
+partition and buckets to the scope's partition, exactly as the streaming
 pipeline routes them over Kafka (``streams.pipeline``). Backfills, the benchmark and the
 tests use it to get the pipeline's figures without Kafka; ``recompute`` is the independent
 reference it is checked against. ``deliver`` may repeat or drop-and-repeat messages to model
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,6 +29,7 @@ from streams.engine.roster import Roster
 from streams.engine.scopes import Scope, scope_key
 from streams.engine.tally import (
     BucketState,
+    CopyState,
     CreditState,
     Effects,
     Tally,
@@ -35,6 +38,17 @@ from streams.engine.tally import (
 )
 
 FigureKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
+
+
+@dataclass
+class Messages:
+    """Messages between partitions in flight: deal event copies, credits, buckets."""
+
+    copies: list[CopyState] = field(default_factory=list)
+    credits: list[CreditState] = field(default_factory=list)
+    buckets: list[BucketState] = field(default_factory=list)
+
+
 DAY_MS = 86_400_000
 
 
@@ -73,6 +87,7 @@ class Engine:
         #: crash that loses a batch's other records keeps them.
         self.claims: list[dict[str, dict[str, Any]]] = [{} for _ in range(partitions)]
         #: Every message sent between partitions, as the compacted topics keep them.
+        self.copy_log: list[CopyState] = []
         self.credit_log: list[CreditState] = []
         self.bucket_log: list[BucketState] = []
         self.ignored = 0
@@ -96,54 +111,48 @@ class Engine:
             tally.next_batch(fx)
         for event, arrival_ms in events:
             p = self.partition_of(event.partition_key)
-            if event.type in DEAL_TYPES and event.deal_id is not None:
-                self.tallies[p].deal_event(event, effects[p])
-            elif self.catalog.counts(event.type):
-                self.tallies[p].activity(event, arrival_ms, effects[p])
-            else:
+            self.tallies[p].admit(event, arrival_ms, effects[p])
+            if event.type not in DEAL_TYPES and not self.catalog.counts(event.type):
                 self.ignored += 1
         return self._settle(effects)
 
     def _settle(self, effects: list[Effects]) -> set[tuple[Scope, str, str]]:
         changed: set[tuple[Scope, str, str]] = set()
-        credits, buckets = self.emit(effects, changed)
-        self.deliver(credits, buckets, changed)
+        self.deliver(self.emit(effects, changed), changed)
         return changed
 
-    def emit(
-        self, effects: list[Effects], changed: set[tuple[Scope, str, str]]
-    ) -> tuple[list[CreditState], list[BucketState]]:
+    def emit(self, effects: list[Effects], changed: set[tuple[Scope, str, str]]) -> Messages:
         """Persist each partition's records and collect the messages its effects send."""
-        credits: list[CreditState] = []
-        buckets: list[BucketState] = []
+        sent = Messages()
         for p, fx in enumerate(effects):
             self.claims[p].update(claim_records(fx.claims))
             self.records[p].update((k, record_doc(r)) for k, r in fx.records.items())
-            credits.extend(fx.credits)
-            buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
+            sent.copies.extend(fx.copies)
+            sent.credits.extend(fx.credits)
+            sent.buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
             changed |= fx.figures
-        self.credit_log.extend(credits)
-        self.bucket_log.extend(buckets)
-        return credits, buckets
+        self.copy_log.extend(sent.copies)
+        self.credit_log.extend(sent.credits)
+        self.bucket_log.extend(sent.buckets)
+        return sent
 
-    def deliver(
-        self,
-        credits: list[CreditState],
-        buckets: list[BucketState],
-        changed: set[tuple[Scope, str, str]],
-    ) -> None:
-        """Deliver credits (which cause buckets), then buckets, until nothing is in flight."""
-        while credits or buckets:
+    def deliver(self, sent: Messages, changed: set[tuple[Scope, str, str]]) -> None:
+        """Deliver deal event copies (which cause credits), credits (which cause buckets),
+        then buckets, until nothing is in flight."""
+        while sent.copies or sent.credits or sent.buckets:
             effects = [Effects() for _ in self.tallies]
             for tally, fx in zip(self.tallies, effects, strict=True):
                 tally.next_batch(fx)
-            for credit in credits:
+            for copy in sent.copies:
+                p = self.partition_of(copy.deal_id)
+                self.tallies[p].deal_copy(copy, effects[p])
+            for credit in sent.credits:
                 p = self.partition_of(credit.rep_id)
                 self.tallies[p].credit(credit, effects[p])
-            for bucket in buckets:
+            for bucket in sent.buckets:
                 p = self.partition_of(scope_key(bucket.scope))
                 self.tallies[p].bucket(bucket, effects[p])
-            credits, buckets = self.emit(effects, changed)
+            sent = self.emit(effects, changed)
 
     def restore(self, p: int) -> None:
         """Partition ``p`` as a new owner restores it: changelog records, the credits and
@@ -153,6 +162,7 @@ class Engine:
         tally.seq = old.seq
         for key, doc in (self.claims[p] | self.records[p]).items():
             tally.load(key, doc)
+        tally.loaded()
         sink = Effects()
         for credit in self.credit_log:
             if self.partition_of(credit.rep_id) == p:

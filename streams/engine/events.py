@@ -22,14 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, localcontext
+from hashlib import blake2b
 from typing import Any, NamedTuple
 
 import msgspec
 
 from streams.engine.catalog import DEAL_TYPES, DEAL_WON, RETRACTION_TYPES, MetricCatalog
 from streams.engine.errors import Invalid
-from streams.engine.instants import format_instant, parse_instant
+from streams.engine.instants import epoch_us, format_instant, parse_instant
 from streams.engine.money import Rates, decimal_text, parse_decimal
+
+_SEP = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +66,34 @@ class Event:
 
     @property
     def partition_key(self) -> str:
-        """Deal events by deal (one ledger per partition), activities by rep."""
-        if self.type in DEAL_TYPES and self.deal_id is not None:
-            return self.deal_id
-        return self.rep_id
+        """Every event by its idempotency key: all copies of one ``(source, id)`` meet in one
+        partition, the only place that can decide which of them counts."""
+        return f"{len(self.source)}:{self.source}{_SEP}{self.id}"
+
+    @property
+    def copy_digest(self) -> int:
+        """Which copy of an idempotency key counts: the one with the smallest digest. It is
+        taken over what the copy counts for (type, time to the millisecond as the history
+        keeps it, rep, deal, amount, currency, splits), so it does not depend on arrival order
+        or on the rates in force, and copies differing only in ``data`` are one copy. 48 bits
+        keep sums of digests (deal versions) exact in JSON."""
+        splits = (
+            ""
+            if self.splits is None
+            else ";".join(f"{s.rep_id}={decimal_text(s.share)}" for s in self.splits)
+        )
+        text = _SEP.join(
+            (
+                self.type,
+                str(epoch_us(self.time) // 1000),
+                self.rep_id,
+                self.deal_id or "",
+                "" if self.amount is None else decimal_text(self.amount),
+                self.currency or "",
+                splits,
+            )
+        )
+        return int.from_bytes(blake2b(text.encode(), digest_size=6).digest(), "big")
 
     def to_json(self) -> bytes:
         """Canonical JSON for ``spm.events``: amounts as plain decimal strings, time in UTC,

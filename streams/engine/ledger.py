@@ -178,14 +178,6 @@ def credits(state: DealState) -> tuple[Credit, ...]:
     return tuple(parts)
 
 
-def version(state: DealState | None) -> Rank:
-    """Monotone under ``merge`` and equal iff the states are equal (JSON-friendly parts)."""
-    if state is None:
-        return ((), ())
-    won, ret = state.won, state.retracted
-    return (won.rank if won else (), ret.rank if ret else ())
-
-
 def _instant(text: str) -> datetime:
     t = parse_instant(text)
     if t is None:

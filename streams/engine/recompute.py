@@ -1,8 +1,8 @@
 """From-scratch recomputation: the reference the incremental engine is tested against.
 
-Deliberately written the plain way and sharing no code with the ledger, postings or
-contribution book: keep the first event of each (source, id), take each deal's latest win
-and latest retraction by (time, id, source), and sum every credit directly. If the
+Deliberately written the plain way and sharing no code with the ledger or the tally: keep
+the copy of each (source, id) with the smallest digest, take each deal's latest win and
+latest retraction by (time, id, source), and sum every credit directly. If the
 incremental path and this one disagree for any scope, metric or period, one has a bug.
 It reuses only the inputs' own rules (calendar labels, the roll-up rule, quota targets).
 
@@ -90,14 +90,17 @@ def claims(event: Event, catalog: MetricCatalog) -> tuple[Claim, ...]:
 
 
 def contributions(events: Iterable[Event], catalog: MetricCatalog) -> Iterator[Contribution]:
-    """Every claim of the first copy of each (source, id), marked by the deal rules: a deal
-    counts its latest win by (time, id, source), unless a retraction is later still."""
-    first: dict[tuple[str, str], Event] = {}
+    """Every claim of the copy of each (source, id) that counts (the smallest digest), marked
+    by the deal rules: a deal counts its latest win by (time, id, source), unless a retraction
+    is later still."""
+    chosen: dict[tuple[str, str], Event] = {}
     for e in events:
-        first.setdefault((e.source, e.id), e)
+        held = chosen.get((e.source, e.id))
+        if held is None or e.copy_digest < held.copy_digest:
+            chosen[(e.source, e.id)] = e
 
     deals: dict[str, list[Event]] = defaultdict(list)
-    for e in first.values():
+    for e in chosen.values():
         if e.type in DEAL_TYPES:
             deals[e.deal_id or ""].append(e)
             continue

@@ -41,7 +41,7 @@ from streams.engine.catalog import DEAL_TYPES, MetricCatalog
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
 from streams.engine.instants import format_instant, parse_instant
-from streams.engine.ledger import DealState, credits, merge, version
+from streams.engine.ledger import DealState, credits, merge
 from streams.engine.money import decimal_text
 from streams.engine.periods import Calendar, Period
 from streams.engine.rollup import team_of_day
@@ -133,19 +133,50 @@ class BucketState:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CopyState:
+    """Which copy of idempotency key ``key`` counts for deal ``deal_id``: ``event``, or None
+    once a copy with a smaller digest (``digest``, that copy's) counts elsewhere or not at
+    all. The winning digest only ever gets smaller, so a smaller digest is the newer state."""
+
+    deal_id: str
+    key: str
+    digest: int
+    event: Event | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "deal": self.deal_id,
+            "key": self.key,
+            "digest": self.digest,
+            "event": None if self.event is None else self.event.to_json().decode(),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> CopyState:
+        event = doc["event"]
+        return cls(
+            doc["deal"],
+            doc["key"],
+            int(doc["digest"]),
+            None if event is None else Event.from_json(event.encode()),
+        )
+
+
 # --- state -----------------------------------------------------------------------------------
 @dataclass(slots=True)
 class RepDay:
-    """A rep's activities on one day: seen idempotency keys (None once past the window) and
-    counts per metric; ``at`` is the latest arrival (Kafka timestamp, ms)."""
+    """A rep's activities on one day: the copy that counts per idempotency key, as (digest,
+    event type), None once past the window; counts per metric; ``at`` is the latest arrival
+    (Kafka timestamp, ms)."""
 
-    ids: set[str] | None
+    ids: dict[str, tuple[int, str]] | None
     counts: dict[str, int]
     at: int
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ids": None if self.ids is None else sorted(self.ids),
+            "ids": None if self.ids is None else {k: list(v) for k, v in sorted(self.ids.items())},
             "c": dict(sorted(self.counts.items())),
             "at": self.at,
         }
@@ -156,21 +187,80 @@ class RepDay:
         counts: dict[str, int] = {metric: int(n) for metric, n in doc.get("c", {}).items()}
         for row in doc.get("n", ()):  # written before team attribution was derived
             counts[row[-2]] = counts.get(row[-2], 0) + int(row[-1])
-        return cls(None if ids is None else set(ids), counts, int(doc["at"]))
+        if isinstance(ids, list):  # written before copies were told apart: those always win
+            ids = {k: (0, "") for k in ids}
+        elif ids is not None:
+            ids = {k: (int(d), t) for k, (d, t) in ids.items()}
+        return cls(ids, counts, int(doc["at"]))
+
+
+@dataclass(slots=True)
+class Gate:
+    """An idempotency key some deal event copy ever counted for: the winning copy's digest,
+    that copy if it is a deal event (None if an activity copy won), and every deal told."""
+
+    digest: int
+    event: Event | None
+    deals: set[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "event": None if self.event is None else self.event.to_json().decode(),
+            "deals": sorted(self.deals),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Gate:
+        event = doc["event"]
+        return cls(
+            int(doc["digest"]),
+            None if event is None else Event.from_json(event.encode()),
+            set(doc["deals"]),
+        )
 
 
 @dataclass(slots=True)
 class Deal:
-    state: DealState
-    #: Every rep the deal ever credited: they get a zero credit once it no longer does.
+    """A deal's ledger: the copy that counts per idempotency key of its events (None where a
+    copy elsewhere won) and every rep the deal ever credited (they get a zero credit once it
+    no longer does). ``state`` is the ledger of the present copies."""
+
+    copies: dict[str, tuple[int, Event | None]]
     reps: set[str]
+    state: DealState | None = None
+
+    def settle(self, deal_id: str) -> None:
+        state = None
+        for _, event in sorted(self.copies.values(), key=lambda c: c[0]):
+            if event is not None:
+                state = merge(state, event)
+        self.state = state if state is not None else DealState(deal_id)
+
+    @property
+    def version(self) -> Version:
+        """Grows with every change: a copy is added, or a key's copy is replaced by one with a
+        smaller digest; so the newest credit state always supersedes the ones before."""
+        return (len(self.copies), -sum(digest for digest, _ in self.copies.values()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"state": self.state.to_dict(), "reps": sorted(self.reps)}
+        return {
+            "copies": {
+                key: [digest, None if event is None else event.to_json().decode()]
+                for key, (digest, event) in sorted(self.copies.items())
+            },
+            "reps": sorted(self.reps),
+        }
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Deal:
-        return cls(DealState.from_dict(doc["state"]), set(doc["reps"]))
+    def from_dict(cls, deal_id: str, doc: dict[str, Any]) -> Deal:
+        copies = {
+            key: (int(digest), None if raw is None else Event.from_json(raw.encode()))
+            for key, (digest, raw) in doc["copies"].items()
+        }
+        deal = cls(copies, set(doc["reps"]))
+        deal.settle(deal_id)
+        return deal
 
 
 @dataclass(slots=True)
@@ -191,6 +281,8 @@ class Effects:
     records: dict[str, Any] = field(default_factory=dict)
     #: Deal credits for reps (sent to the rep's partition).
     credits: list[CreditState] = field(default_factory=list)
+    #: Deal event copies for ledgers (sent to the deal's partition).
+    copies: list[CopyState] = field(default_factory=list)
     #: (scope, month) whose buckets of this partition must be sent (again).
     buckets: set[tuple[Scope, str]] = field(default_factory=set)
     #: (scope, month) sent for the first time: durable before any bucket is sent.
@@ -223,6 +315,7 @@ class Tally:
         self.epoch = epoch
         self.seq = 0
         self.rep_days: dict[tuple[str, str], RepDay] = {}
+        self.gates: dict[str, Gate] = {}
         self.deals: dict[str, Deal] = {}
         self.credits: dict[tuple[str, str], Credit] = {}
         self.buckets: dict[BucketKey, BucketState] = {}
@@ -232,6 +325,8 @@ class Tally:
         self._sums: dict[Scope, dict[str, dict[str, Decimal]]] = {}
         self._out: dict[tuple[Scope, str], dict[str, Values]] = {}  # (scope, month) -> day
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
+        #: Idempotency key -> the rep-day holding its counted activity copy.
+        self._acts: dict[str, tuple[str, str]] = {}
         self._labels: dict[str, tuple[str, ...]] = {}
         self._day_ends: dict[str, datetime] = {}
         #: Attributions made with the roster at ``_roster_version``: (rep, day) -> its team's
@@ -240,7 +335,8 @@ class Tally:
         self._teams: dict[tuple[str, str], tuple[Scope, ...]] = {}
         self._lineages: dict[str, tuple[Scope, ...]] = {}
         self.stream_ms = 0
-        #: Activities seen again within the window (not counted again).
+        #: Copies of an idempotency key seen again within the window that do not count
+        #: (the same copy again, or one with a larger digest).
         self.duplicates = 0
 
     # --- reading ---------------------------------------------------------------------------
@@ -284,7 +380,8 @@ class Tally:
         """Entry counts of each part of the state (the duplicate window's ids separately)."""
         return {
             "rep_days": len(self.rep_days),
-            "dedupe_ids": sum(len(d.ids) for d in self.rep_days.values() if d.ids is not None),
+            "dedupe_ids": len(self._acts),
+            "deal_event_keys": len(self.gates),
             "deals": len(self.deals),
             "deal_credits": len(self.credits),
             "team_buckets": len(self.buckets),
@@ -313,49 +410,52 @@ class Tally:
             key for key in before.keys() | self._out.keys() if before.get(key) != self._out.get(key)
         )
 
-    def activity(self, event: Event, arrival_ms: int, fx: Effects) -> None:
-        """Count an activity once per idempotency key; a repeat re-sends its buckets."""
-        metrics = self.catalog.activity_metrics_for(event.type)
-        if not metrics:
-            return
-        day = self._day(event.time)
-        rd_key = (event.rep_id, day)
-        rd = self.rep_days.get(rd_key)
-        id_key = f"{len(event.source)}:{event.source}{SEP}{event.id}"
+    def admit(self, event: Event, arrival_ms: int, fx: Effects) -> bool:
+        """Judge a copy of the event's idempotency key (this is the key's partition): it counts
+        if no copy with a smaller or equal digest did, replacing the one that counted. An
+        activity is counted here; a deal event goes to its deal's ledger. Returns whether it
+        counts; a copy that does not re-sends what the key's counting copy sent."""
+        key, digest = event.partition_key, event.copy_digest
         self._observe(arrival_ms)
-        if rd is not None and rd.ids is not None and id_key in rd.ids:
+        best = self._best(key)
+        if best is not None and digest >= best:
             self.duplicates += 1
-            self._resend(event.rep_id, day, fx)
-            return
-        if rd is None:
-            rd = self.rep_days[rd_key] = RepDay(set(), {}, arrival_ms)
-        if rd.ids is None:  # past the window: only later copies are caught again
-            rd.ids = set()
-        rd.ids.add(id_key)
-        if arrival_ms > rd.at:
-            rd.at = arrival_ms
-        self._arrivals[rd.at // _DAY_MS].add(rd_key)
-        for metric in metrics:
-            name = metric.name
-            rd.counts[name] = rd.counts.get(name, 0) + 1
-            self._add(event.rep_id, name, day, Decimal(1), fx)
-        fx.records[_rep_day_key(event.rep_id, day)] = rd
+            self._repeat(key, fx)
+            return False
+        self._withdraw(key, fx)
+        gate = self.gates.get(key)
+        if event.type in DEAL_TYPES and event.deal_id is not None:
+            if gate is None:
+                gate = self.gates[key] = Gate(digest, event, set())
+            gate.digest, gate.event = digest, event
+            gate.deals.add(event.deal_id)
+        elif gate is not None:
+            gate.digest, gate.event = digest, None
+        if gate is not None:
+            fx.records[_gate_key(key)] = gate
+            self._send_copies(key, gate, fx)
+        if event.type not in DEAL_TYPES:
+            self._count(event, key, digest, arrival_ms, fx)
+        return True
 
-    def deal_event(self, event: Event, fx: Effects) -> None:
-        """Merge a deal event into its ledger; (re-)send the deal's credit to every rep it ever
-        credited, so a replayed event repairs a credit that was lost on the way."""
-        deal_id = event.deal_id
-        assert deal_id is not None and event.type in DEAL_TYPES
-        deal = self.deals.get(deal_id)
-        before = None if deal is None else (deal.state, frozenset(deal.reps))
-        state = merge(None if deal is None else deal.state, event)
-        now = {c.rep_id: c for c in credits(state)}
-        deal = self.deals[deal_id] = Deal(
-            state, (set() if deal is None else deal.reps) | now.keys()
-        )
-        if before != (state, frozenset(deal.reps)):
-            fx.records[_deal_key(deal_id)] = deal
-        stamp = version(state)
+    def deal_copy(self, msg: CopyState, fx: Effects) -> None:
+        """Take the newest copy state per idempotency key into the deal's ledger and (re-)send
+        the deal's credit to every rep it ever credited; an old or repeated state only
+        re-sends, so a replayed one repairs a credit that was lost on the way."""
+        deal = self.deals.get(msg.deal_id)
+        held = None if deal is None else deal.copies.get(msg.key)
+        if deal is None:
+            deal = self.deals[msg.deal_id] = Deal({}, set())
+        if held is None or msg.digest < held[0]:
+            deal.copies[msg.key] = (msg.digest, msg.event)
+            deal.settle(msg.deal_id)
+            fx.records[_deal_key(msg.deal_id)] = deal
+        assert deal.state is not None
+        now = {c.rep_id: c for c in credits(deal.state)}
+        if not now.keys() <= deal.reps:
+            deal.reps |= now.keys()
+            fx.records[_deal_key(msg.deal_id)] = deal
+        stamp = deal.version
         for rep_id in sorted(deal.reps):
             credit = now.get(rep_id)
             values: Values = {}
@@ -363,7 +463,7 @@ class Tally:
                 for metric in self.catalog.deal_metrics:
                     values[metric.name] = credit.amount if metric.kind == "amount" else credit.share
             time = None if credit is None else credit.time
-            fx.credits.append(CreditState(rep_id, deal_id, stamp, time, values))
+            fx.credits.append(CreditState(rep_id, msg.deal_id, stamp, time, values))
 
     def credit(self, msg: CreditState, fx: Effects) -> None:
         """Keep the newest credit per (rep, deal); an old or repeated one re-sends buckets."""
@@ -415,6 +515,8 @@ class Tally:
                 rd = self.rep_days.get(rd_key)
                 if rd is None or rd.ids is None or rd.at > cutoff:
                     continue
+                for key in rd.ids:
+                    self._acts.pop(key, None)
                 rd.ids = None
                 fx.records[_rep_day_key(*rd_key)] = rd
                 expired += 1
@@ -438,21 +540,108 @@ class Tally:
             sink = Effects()
             for metric, n in rd.counts.items():
                 self._add(rep_id, metric, day, Decimal(n), sink)
+        elif kind == "g":
+            self.gates[rest] = Gate.from_dict(doc["g"])
         elif kind == "d":
-            self.deals[rest] = Deal.from_dict(doc["d"])
+            self.deals[rest] = Deal.from_dict(rest, doc["d"])
         elif kind == "o":
             scope_kind, scope_id, month = rest.split(SEP)
             self.claimed.add(((scope_kind, scope_id), month))
 
+    def loaded(self) -> None:
+        """After ``load``: index the counted activity copies. A crash may have persisted only
+        some of a batch's records, so a key can look counted twice (an old rep-day or gate not
+        rewritten yet). The smallest digest is the newest decision; a gate holding a smaller
+        one than every rep-day means a later copy won whose rep-day is replayed (or a deal
+        event won). The stale ones are withdrawn again, as the batch that decided did."""
+        sink = Effects()
+        found: dict[str, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
+        for rd_key, rd in self.rep_days.items():
+            for key, (digest, _) in (rd.ids or {}).items():
+                found[key].append((digest, rd_key))
+        for key, held in found.items():
+            held.sort()
+            digest, stale = held[0][0], held[1:]
+            gate = self.gates.get(key)
+            if gate is not None and gate.digest < digest:
+                stale = held
+            else:
+                self._acts[key] = held[0][1]
+                if gate is not None:
+                    gate.digest, gate.event = digest, None
+            for _, rd_key in stale:
+                self._uncount(key, rd_key, sink)
+
     # --- internals -------------------------------------------------------------------------
+    def _best(self, key: str) -> int | None:
+        """The digest of the key's counting copy: a deal event's, or an activity's within the
+        window; None if no copy counts."""
+        gate = self.gates.get(key)
+        if gate is not None and gate.event is not None:
+            return gate.digest
+        rd_key = self._acts.get(key)
+        if rd_key is None:
+            return None
+        ids = self.rep_days[rd_key].ids
+        assert ids is not None
+        return ids[key][0]
+
+    def _repeat(self, key: str, fx: Effects) -> None:
+        held = self._acts.get(key)
+        if held is not None:
+            self._resend(*held, fx)
+        gate = self.gates.get(key)
+        if gate is not None:
+            self._send_copies(key, gate, fx)
+
+    def _withdraw(self, key: str, fx: Effects) -> None:
+        """Un-count the key's counted activity copy, if any (a better copy arrived)."""
+        rd_key = self._acts.pop(key, None)
+        if rd_key is not None:
+            self._uncount(key, rd_key, fx)
+
+    def _uncount(self, key: str, rd_key: tuple[str, str], fx: Effects) -> None:
+        rd = self.rep_days[rd_key]
+        assert rd.ids is not None
+        _, event_type = rd.ids.pop(key)
+        for metric in self.catalog.activity_metrics_for(event_type):
+            name = metric.name
+            rd.counts[name] -= 1
+            if not rd.counts[name]:
+                del rd.counts[name]
+            self._add(rd_key[0], name, rd_key[1], Decimal(-1), fx)
+        fx.records[_rep_day_key(*rd_key)] = rd
+
+    def _count(self, event: Event, key: str, digest: int, arrival_ms: int, fx: Effects) -> None:
+        """Count an activity copy (or note a copy of a type no metric counts)."""
+        day = self._day(event.time)
+        rd_key = (event.rep_id, day)
+        rd = self.rep_days.get(rd_key)
+        if rd is None:
+            rd = self.rep_days[rd_key] = RepDay({}, {}, arrival_ms)
+        if rd.ids is None:  # past the window: only later copies are caught again
+            rd.ids = {}
+        rd.ids[key] = (digest, event.type)
+        self._acts[key] = rd_key
+        if arrival_ms > rd.at:
+            rd.at = arrival_ms
+        self._arrivals[rd.at // _DAY_MS].add(rd_key)
+        for metric in self.catalog.activity_metrics_for(event.type):
+            name = metric.name
+            rd.counts[name] = rd.counts.get(name, 0) + 1
+            self._add(event.rep_id, name, day, Decimal(1), fx)
+        fx.records[_rep_day_key(event.rep_id, day)] = rd
+
+    def _send_copies(self, key: str, gate: Gate, fx: Effects) -> None:
+        """Tell every deal the key ever counted for which copy counts now (theirs or none)."""
+        event = gate.event
+        for deal_id in sorted(gate.deals):
+            mine = event if event is not None and event.deal_id == deal_id else None
+            fx.copies.append(CopyState(deal_id, key, gate.digest, mine))
+
     def _add(self, rep_id: str, metric: str, day: str, amount: Decimal, fx: Effects) -> None:
-        """Add to the rep's sums and to this partition's buckets of the rep's lineage."""
-        labels = self.labels_of_day(day)
-        rep = ("rep", rep_id)
-        rep_sums = self._sums.setdefault(rep, {}).setdefault(metric, {})
-        for label in labels:
-            rep_sums[label] = rep_sums.get(label, _ZERO) + amount
-        fx.figures.add((rep, metric, day))
+        """Add to this partition's buckets of the rep and the rep's lineage (the rep's own
+        sums are kept by the rep's partition, from every partition's rep buckets)."""
         self._roll_up(rep_id, metric, day, amount, fx)
         self._resend(rep_id, day, fx)
 
@@ -475,15 +664,16 @@ class Tally:
             fx.buckets.update((scope, day[:7]) for scope in self._scopes_of(rep_id, day))
 
     def _scopes_of(self, rep_id: str, day: str) -> tuple[Scope, ...]:
-        """The team and company scopes a rep's credit on ``day`` counts for."""
+        """The scopes a rep's credit on ``day`` counts for: the rep, its team's lineage and
+        the company."""
         key = (rep_id, day)
         found = self._teams.get(key)
         if found is None:
             team = team_of_day(self.roster, rep_id, self._day_end(day))
-            found = self._lineages.get(team)
-            if found is None:
-                found = self._lineages[team] = lineage(self.roster, team)
-            self._teams[key] = found
+            teams = self._lineages.get(team)
+            if teams is None:
+                teams = self._lineages[team] = lineage(self.roster, team)
+            found = self._teams[key] = (("rep", rep_id), *teams)
         return found
 
     def _day_end(self, day: str) -> datetime:
@@ -524,6 +714,8 @@ def record_doc(record: Any) -> dict[str, Any]:
         return {"r": record.to_dict()}
     if isinstance(record, Deal):
         return {"d": record.to_dict()}
+    if isinstance(record, Gate):
+        return {"g": record.to_dict()}
     doc: dict[str, Any] = record
     return doc
 
@@ -534,6 +726,10 @@ def _rep_day_key(rep_id: str, day: str) -> str:
 
 def _deal_key(deal_id: str) -> str:
     return f"d{SEP}{deal_id}"
+
+
+def _gate_key(key: str) -> str:
+    return f"g{SEP}{key}"
 
 
 def claim_records(claims: Iterable[tuple[Scope, str]]) -> dict[str, Any]:

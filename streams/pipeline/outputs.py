@@ -1,7 +1,8 @@
 """Where a partition's effects go: deal credits, buckets, changelog records, dead letters.
 
-Every key is chosen so that a compacted topic keeps exactly the state it stands for: a credit
-per (rep, deal) in the rep's partition, a bucket per (scope, origin partition, month) in the
+Every key is chosen so that a compacted topic keeps exactly the state it stands for: a deal
+event copy per (deal, idempotency key) in the deal's partition, a credit per (rep, deal) in the
+rep's partition, a bucket per (scope, origin partition, month) in the
 scope's partition, a changelog record per state key in the tally's own partition. Values carry
 versions, so whatever a topic holds twice or out of order, readers keep the newest.
 """
@@ -32,6 +33,7 @@ class TopicNames:
     activity: str
     dlq: str
     events: str
+    copies: str
     credits: str
     buckets: str
     changelog: str
@@ -45,6 +47,7 @@ class TopicNames:
             t("activity"),
             t("activity.dlq"),
             t("events"),
+            t("deal-copies"),
             t("credits"),
             t("buckets"),
             t("tally-changelog"),
@@ -65,9 +68,19 @@ class Outputs:
         return partition_for(key, self.partitions)
 
     async def effects(self, tally: Tally, fx: Effects) -> Pending:
-        """Credits to the reps' partitions and this partition's buckets to the scopes'."""
+        """Deal event copies to the deals' partitions, credits to the reps' and this
+        partition's buckets to the scopes'."""
         pending: Pending = []
         send = self.producer.send
+        for copy in fx.copies:
+            pending.append(
+                await send(
+                    self.topics.copies,
+                    orjson.dumps(copy.to_dict()),
+                    key=f"{copy.deal_id}{SEP}{copy.key}".encode(),
+                    partition=self.partition_of(copy.deal_id),
+                )
+            )
         for credit in fx.credits:
             pending.append(
                 await send(

@@ -142,6 +142,7 @@ class Partitions:
                     owned.milestones[key[2:]] = doc[MILESTONE_KIND]
                 elif key != EPOCH_KEY:
                     _guarded(tally.load, key, doc)
+            tally.loaded()
             credit_of, bucket_of = _parser(CreditState.from_dict), _parser(BucketState.from_dict)
             async for credit in _read(consumer, topics.credits, p, credit_of):
                 tally.credit(credit, sink)

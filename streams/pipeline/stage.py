@@ -1,17 +1,18 @@
 """What one batch does: count every message in its partition's tally, then write.
 
-A batch holds messages of four co-partitioned topics: input events (``activity``), events that
-arrived in the wrong partition (``events``), deal credits (``credits``) and buckets
-(``buckets``). Per partition the tally applies them in order; then, in this order, the batch
+A batch holds messages of five co-partitioned topics: input events (``activity``), events that
+arrived in the wrong partition (``events``), deal event copies (``deal-copies``), deal credits
+(``credits``) and buckets (``buckets``). Per partition the tally applies them in order; then, in
+this order, the batch
 
-1. sends its effects (deal credits, buckets, dead letters, re-routed events) and waits for the
-   broker to acknowledge them,
+1. sends its effects (deal event copies, deal credits, buckets, dead letters, re-routed events)
+   and waits for the broker to acknowledge them,
 2. writes the tally's changed records to its changelog and waits again,
 
 and only then are its input messages acknowledged (committed later by Faust). A crash before
 (2) replays input whose effects are re-sent; a crash between (1) and (2) replays input into a
 tally that lacks it, which counts it once. Either way the result is the same, because every
-message between stages is versioned state and a repeated activity re-sends its buckets.
+message between stages is versioned state and a repeated event re-sends what it caused.
 
 A partition restored again while a batch was at work on it (a rebalance) may have been read
 before that batch's records were written: that batch's messages of the partition are left
@@ -38,6 +39,7 @@ from streams.engine.roster import Roster
 from streams.engine.tally import (
     MALFORMED,
     BucketState,
+    CopyState,
     CreditState,
     Effects,
     Tally,
@@ -148,6 +150,8 @@ class Stage:
                 return await self._input(tally, message, fx, seen)
             if topic == self.topics.events:
                 self._event(tally, Event.from_json(message.value), message, fx, seen)
+            elif topic == self.topics.copies:
+                tally.deal_copy(CopyState.from_dict(orjson.loads(message.value)), fx)
             elif topic == self.topics.credits:
                 tally.credit(CreditState.from_dict(orjson.loads(message.value)), fx)
             elif topic == self.topics.buckets:
@@ -185,14 +189,11 @@ class Stage:
 
     def _event(self, tally: Tally, event: Event, message: Any, fx: Effects, seen: Seen) -> None:
         at = event.time.timestamp()
-        if event.type in DEAL_TYPES and event.deal_id is not None:
-            tally.deal_event(event, fx)
-        elif self.rules.catalog.counts(event.type):
-            tally.activity(event, int(message.timestamp * 1000), fx)
-            if at > seen.latest.get(event.rep_id, 0.0):
-                seen.latest[event.rep_id] = at
-        else:
+        counts = tally.admit(event, int(message.timestamp * 1000), fx)
+        if event.type not in DEAL_TYPES and not self.rules.catalog.counts(event.type):
             seen.ignored[event.type] += 1
             return
+        if counts and event.type not in DEAL_TYPES and at > seen.latest.get(event.rep_id, 0.0):
+            seen.latest[event.rep_id] = at
         seen.processed[event.type] += 1
         metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - at))

@@ -96,7 +96,9 @@ def build(app: faust.App, settings: Settings) -> Runtime:
     if settings.history_sink:
         app.service(ClickHouseSink(settings))  # type: ignore[arg-type]
 
-    source = app.topic(topics.activity, topics.events, topics.credits, topics.buckets)
+    source = app.topic(
+        topics.activity, topics.events, topics.copies, topics.credits, topics.buckets
+    )
 
     @app.agent(source, name="tally")
     async def tally(stream: Any) -> None:

@@ -50,10 +50,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "activity_events": (
         "source", "id", "type", "time", "rep_id", "deal_id", "amount", "currency",
         "amount_base", "splits", "data", "ingest_time", "kafka_partition", "kafka_offset",
+        "copy",
     ),
     "credits": (
         "rep_id", "metric", "time", "source", "id", "type", "deal_id", "share", "credit",
-        "amount", "currency", "rate", "ingest_time",
+        "amount", "currency", "rate", "ingest_time", "copy",
     ),
     "rejected_events": (
         "source_topic", "source_partition", "source_offset", "error_code", "error_message",
@@ -123,7 +124,7 @@ def _compact_json(value: Any) -> str:
 # --- topic → row mappings (one message, one row) -----------------------------------------------
 def event_row(record: ConsumerRecord) -> Row:
     """A canonical event (``Event.to_json``) as a row, at the message's position."""
-    return _event_row(orjson.loads(record.value), record)
+    return _event_row(orjson.loads(record.value), record, Event.from_json(record.value).copy_digest)
 
 
 def accepted_rows(rules: Rules) -> Callable[[ConsumerRecord], RowsByTable]:
@@ -136,7 +137,9 @@ def accepted_rows(rules: Rules) -> Callable[[ConsumerRecord], RowsByTable]:
         if isinstance(decoded, Invalid):
             return {}
         return {
-            "activity_events": [_event_row(orjson.loads(decoded.to_json()), record)],
+            "activity_events": [
+                _event_row(orjson.loads(decoded.to_json()), record, decoded.copy_digest)
+            ],
             "credits": credit_rows(decoded, kafka_time(record), rules),
         }
 
@@ -150,6 +153,7 @@ def credit_rows(event: Event, ingest_ms: int, rules: Rules) -> list[Row]:
         converted = rules.rates.to_base(Decimal(1), event.currency, event.time)
         rate = None if isinstance(converted, Invalid) else converted
     time_ms = (event.time - EPOCH) // _MILLISECOND
+    digest = event.copy_digest
     return [
         (
             claim.rep_id,
@@ -165,12 +169,13 @@ def credit_rows(event: Event, ingest_ms: int, rules: Rules) -> list[Row]:
             event.currency,
             rate,
             ingest_ms,
+            digest,
         )
         for claim in claims(event, rules.catalog)
     ]
 
 
-def _event_row(doc: dict[str, Any], record: ConsumerRecord) -> Row:
+def _event_row(doc: dict[str, Any], record: ConsumerRecord, digest: int) -> Row:
     splits = doc["splits"]
     return (
         doc["source"],
@@ -187,6 +192,7 @@ def _event_row(doc: dict[str, Any], record: ConsumerRecord) -> Row:
         kafka_time(record),
         record.partition,
         record.offset,
+        digest,
     )
 
 

@@ -28,7 +28,7 @@ from streams.kafka_clients import new_client
 from streams.rules import Rules
 from streams.settings import REPO_ROOT, Settings
 
-PIPELINE_TOPICS = ("activity", "events", "credits", "buckets")
+PIPELINE_TOPICS = ("activity", "events", "deal-copies", "credits", "buckets")
 #: One client for the tests' API requests: a new client costs ~40 ms (it builds a TLS context),
 #: more than most requests. A pooled connection the worker closed (or died with) is not reused.
 HTTP = httpx.Client(timeout=30)

@@ -1,6 +1,7 @@
 """A generated organisation and event stream full of the cases that make numbers go wrong.
 
-Duplicates (identical bytes re-sent), shuffled arrival, deal amendments (a later deal.won with
+Duplicates (identical bytes re-sent), conflicting copies (one source and id re-sent for another
+rep, day, type, deal or amount), shuffled arrival, deal amendments (a later deal.won with
 another amount, time or split), retractions (lost, reopened) and re-wins, split credit, reps
 transferred mid-period, an explicit team quota beside summed ones, a mid-period quota change,
 events of a type no metric counts, and malformed messages of every kind the ingest rejects.
@@ -65,6 +66,32 @@ def _event(kind: str, n: int, when: datetime, data: dict[str, Any], source: str)
 def _when(rng: random.Random) -> datetime:
     span = (END - START).total_seconds()
     return START + timedelta(seconds=int(rng.random() * span))
+
+
+def _conflicting(
+    rng: random.Random, event: dict[str, Any], reps: list[str], deals: int
+) -> dict[str, Any]:
+    """A copy of ``event`` (same source and id) that carries something else."""
+    copy = json.loads(json.dumps(event))
+    data = copy["data"]
+    change = rng.choice(["rep", "day", "type", "deal"])
+    if change == "rep":
+        data["rep_id"] = rng.choice(reps)
+    elif change == "day":
+        later = datetime.fromisoformat(copy["time"]) + timedelta(days=rng.randrange(1, 8))
+        copy["time"] = min(later, END).isoformat()
+    elif change == "type" and "deal_id" in data:  # the key re-sent as an activity
+        copy["type"], copy["data"] = "call.completed", {"rep_id": data["rep_id"]}
+    elif change == "type":
+        copy["type"] = rng.choice([t for t in ACTIVITY_TYPES if t != copy["type"]])
+    elif "deal_id" in data:  # another deal, or the same one for another amount
+        if rng.random() < 0.5 or "amount" not in data:
+            data["deal_id"] = f"D{rng.randrange(deals)}"
+        else:
+            data["amount"] = f"{rng.randrange(100, 20000)}"
+    else:
+        data["rep_id"] = rng.choice(reps)
+    return copy
 
 
 def generate(
@@ -174,7 +201,8 @@ def generate(
                 )
             )
 
-    encoded = [json.dumps(e).encode() for e in events]
+    conflicting = [_conflicting(rng, e, reps, deals) for e in rng.sample(events, len(events) // 30)]
+    encoded = [json.dumps(e).encode() for e in events + conflicting]
     duplicates = rng.sample(encoded, k=len(encoded) // 10)
     sc.events = encoded + duplicates
     rng.shuffle(sc.events)

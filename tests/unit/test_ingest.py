@@ -137,7 +137,8 @@ def test_verdicts_and_results_follow_the_decoder() -> None:
     raws = [json.dumps(CALL).encode(), json.dumps(CALL | {"data": {}}).encode(), b"7"]
     raws.append(json.dumps(deal).encode())
     verdicts = judge(raws, decoder)
-    assert [getattr(v, "key", None) for v in verdicts] == [b"r1", None, None, b"D-1"]
+    keys = [getattr(v, "key", None) for v in verdicts]  # by idempotency key, as producers key
+    assert keys == [b"6:dialer\x1fc-1", None, None, b"6:dialer\x1fw-1"]
     assert results(verdicts)["results"] == [
         {"index": 0, "id": "c-1", "status": "accepted"},
         {"index": 1, "id": "c-1", "status": "rejected", "code": "schema",

@@ -36,14 +36,14 @@ def test_deal_won_is_decoded_with_time_in_utc_and_base_amount(decoder: Decoder) 
     assert event.amount_base == Decimal("218.0000")
     assert event.splits == (Split("bob", Decimal("0.25")), Split("alice", Decimal("0.75")))
     assert event.key == ("crm://acme", "evt-1")
-    assert event.partition_key == "D-1"
+    assert event.partition_key == "10:crm://acme\x1fevt-1"  # every copy of the key meets
 
 
-def test_activity_partitions_by_rep_and_has_no_deal_fields(decoder: Decoder) -> None:
+def test_activity_partitions_by_idempotency_key_and_has_no_deal_fields(decoder: Decoder) -> None:
     doc = cloud_event(type="call.completed", data={"rep_id": "bob", "duration_s": 61.5})
     event = decoder.decode(raw(doc))
     assert isinstance(event, Event)
-    assert event.partition_key == "bob"
+    assert event.partition_key == "10:crm://acme\x1fevt-1"
     assert (event.deal_id, event.amount, event.splits) == (None, None, None)
     assert not decoder.ignored(event)
 
@@ -108,7 +108,33 @@ def test_retractions_are_not_ignored(decoder: Decoder) -> None:
     event = decoder.decode(raw(cloud_event(type="deal.lost", data={"rep_id": "a", "deal_id": "D"})))
     assert isinstance(event, Event)
     assert not decoder.ignored(event)
-    assert event.partition_key == "D"
+    assert event.partition_key == "10:crm://acme\x1fevt-1"
+
+
+def test_copy_digest_tells_copies_apart_by_what_they_count_for(decoder: Decoder) -> None:
+    """Copies differing in rep, type, day, deal or amount are different copies; copies
+    differing only in ``data`` extras, below the millisecond (the history's precision) or in
+    the time zone they were written in are one copy."""
+
+    def digest(**overrides: object) -> int:
+        data = {"rep_id": "alice", "deal_id": "D-1", "amount": "200.00", "currency": "EUR"}
+        doc = cloud_event(data=data | overrides.pop("data", {}), **overrides)
+        event = decoder.decode(raw(doc))
+        assert isinstance(event, Event)
+        return event.copy_digest
+
+    same = digest()
+    assert digest(data={"note": "re-sent"}) == same
+    assert digest(time="2026-11-27T10:00:00.0004+01:00") == same
+    assert digest(data={"amount": "200"}) == same  # equal amounts print alike
+    for different in (
+        digest(data={"rep_id": "bob"}),
+        digest(data={"deal_id": "D-2"}),
+        digest(data={"amount": "201"}),
+        digest(time="2026-11-28T10:00:00+01:00"),
+        digest(type="deal.lost"),
+    ):
+        assert different != same
 
 
 def _code(decoder: Decoder, payload: bytes) -> tuple[str, str]:
