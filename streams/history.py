@@ -149,12 +149,12 @@ ORDER BY scope, id, metric, period
 
 # Keyset pages in event-time order: each page is its own short query (no long-held stream).
 REPLAY_EVENTS_SQL = """
-SELECT source, id, type, time, rep_id, deal_id, amount, currency, amount_base, splits, data
+SELECT source, id, type, time, rep_id, deal_id, amount, currency, amount_base, splits, data, copy
 FROM activity_events FINAL
 WHERE time >= {since:DateTime64(3, 'UTC')}
-  AND (time, source, id) > ({after_time:DateTime64(3, 'UTC')}, {after_source:String},
-                            {after_id:String})
-ORDER BY time, source, id
+  AND (time, source, id, copy) > ({after_time:DateTime64(3, 'UTC')}, {after_source:String},
+                                  {after_id:String}, {after_copy:UInt64})
+ORDER BY time, source, id, copy
 LIMIT {limit:UInt32}
 """
 
@@ -376,9 +376,10 @@ def latest_progress(
 def replay_events(
     client: Client, since: datetime | None = None, *, page: int = REPLAY_PAGE
 ) -> Iterator[bytes]:
-    """Accepted events (deduplicated) in event-time order, as canonical ``spm.events`` JSON
-    (equal values; decimals written without trailing zeros), read ``page`` rows per query."""
-    after: tuple[datetime, str, str] = (EPOCH - timedelta(milliseconds=1), "", "")
+    """Accepted events (deduplicated; conflicting copies of one key each once) in event-time
+    order, as canonical ``spm.events`` JSON (equal values; decimals written without trailing
+    zeros), read ``page`` rows per query."""
+    after: tuple[datetime, str, str, int] = (EPOCH - timedelta(milliseconds=1), "", "", 0)
     while True:
         rows = client.query(
             REPLAY_EVENTS_SQL,
@@ -387,14 +388,16 @@ def replay_events(
                 "after_time": after[0],
                 "after_source": after[1],
                 "after_id": after[2],
+                "after_copy": after[3],
                 "limit": page,
             },
         ).result_rows
         for row in rows:
-            yield event_from_row(row).to_json()
+            yield event_from_row(row[:-1]).to_json()
         if len(rows) < page:
             return
-        after = (rows[-1][3], rows[-1][0], rows[-1][1])
+        last = rows[-1]
+        after = (last[3], last[0], last[1], last[-1])
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -435,7 +438,8 @@ def _figures_at(
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
-    """An ``activity_events`` row (``REPLAY_EVENTS_SQL`` columns) as the engine's event."""
+    """An ``activity_events`` row (``REPLAY_EVENTS_SQL`` columns before ``copy``) as the engine's
+    event."""
     source, id_, type_, time, rep_id, deal_id, amount, currency, amount_base, splits, data = row
     return Event(
         source=source,

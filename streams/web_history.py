@@ -241,16 +241,22 @@ class RejectedByReason(View):
 def events_page(
     client: Client, since: datetime | None, after: EventKey | None, limit: int
 ) -> list[bytes]:
-    """Up to ``limit`` accepted events (``history.replay_events`` order) after ``after``.
+    """Up to ``limit`` accepted events (``history.replay_events`` order) after ``after``, and
+    the other copies of the last one's key at its time: the cursor names no copy, so a page
+    never ends between conflicting copies of one event.
 
     The page starts at the cursor's time and drops the few events of that same millisecond
     that were already read, so every page costs one short query.
     """
     start = since if after is None else max(since or after[0], after[0])
-    lines = history.replay_events(client, start, page=limit)
+    lines = history.replay_events(client, start, page=limit + 1)
     if after is not None:
         lines = itertools.dropwhile(lambda line: _event_key(line) <= after, lines)
-    return list(itertools.islice(lines, limit))
+    page = list(itertools.islice(lines, limit))
+    if len(page) == limit:
+        last = _event_key(page[-1])
+        page.extend(itertools.takewhile(lambda line: _event_key(line) == last, lines))
+    return page
 
 
 def _event_key(line: bytes) -> EventKey:

@@ -1,16 +1,21 @@
 """The tally of one partition: day buckets that make every figure, kept so that re-delivery,
 replay and reordering are harmless by construction.
 
-The pipeline partitions everything by key: activities by rep, deals by deal, team and company
-buckets by scope. Partition ``p`` holds
+The pipeline partitions everything by key: events by idempotency key, deals by deal, reps,
+teams and the company by scope. Partition ``p`` holds
 
-* **rep-days** ``(rep, day)``: the idempotency keys seen that day (the duplicate window) and
-  the counts per metric. One record, so ids and counts never disagree;
-* **deals**: each deal's ledger state (``streams.engine.ledger``) and every rep it ever
-  credited;
-* **deal credits** ``(rep, deal)``: what a deal gives a rep, versioned by the deal's ledger
-  version (derived from the events, so any order of the same events ends the same);
-* **team buckets** ``(scope, origin partition, month)``: what partition ``origin`` adds to a
+* **rep-days** ``(rep, day)`` of the activities whose keys it judges: the copy that counts per
+  idempotency key (its digest and type; the duplicate window) and the counts per metric. One
+  record, so keys and counts never disagree;
+* **gates**: each idempotency key a deal event copy ever counted for, the winning copy and
+  every deal it told. Of all copies of a key, the one with the smallest digest counts
+  (``Event.copy_digest``), so which one does not depend on arrival order; a better copy
+  arriving later un-counts the one before (an activity here, a deal event at its ledger);
+* **deals**: each deal's ledger (``streams.engine.ledger``) of the copies that count for it,
+  and every rep it ever credited;
+* **deal credits** ``(rep, deal)``: what a deal gives a rep, versioned by the deal's copies
+  (their number, then their digests: every change makes a newer version);
+* **buckets** ``(scope, origin partition, month)``: what partition ``origin`` adds to a rep, a
   team or the company on each day of that month, versioned by ``(origin epoch, batch
   sequence)``. A month per message keeps the messages few when a batch spans many days (a
   backfill) and small enough to carry the whole month's state;
@@ -19,13 +24,14 @@ buckets by scope. Partition ``p`` holds
   again (emptied where the attribution moved away). Claims are made durable before the
   buckets they name are sent.
 
-Between partitions only *state* travels: a deal's current credit to a rep, a partition's
-current buckets for a scope and month. A receiver keeps the newest version per key, so a message
-applied twice, late or out of order changes nothing. Period figures are sums of day buckets
-(kept per label as the buckets change). Which team a rep-day or credit counts for is not
-stored: outgoing buckets are a function of the state and the roster, made again whenever the
-roster changed (``next_batch``), so a late roster change re-attributes the past. Nothing here
-does I/O; ``streams.pipeline`` moves the messages and persists the records.
+Between partitions only *state* travels: the copy of a key that counts for a deal, a deal's
+current credit to a rep, a partition's current buckets for a scope and month. A receiver keeps
+the newest version per key, so a message applied twice, late or out of order changes nothing.
+Period figures are sums of day buckets (kept per label as the buckets change). Which team a
+rep-day or credit counts for is not stored: outgoing buckets are a function of the state and
+the roster, made again whenever the roster changed (``next_batch``), so a late roster change
+re-attributes the past. Nothing here does I/O; ``streams.pipeline`` moves the messages and
+persists the records.
 """
 
 from __future__ import annotations

@@ -3,16 +3,18 @@
 Topic flow (all co-partitioned, ``SPM_PARTITIONS`` each; Faust assigns partition ``p`` of every
 topic to the same worker, which holds tally ``p``)::
 
-    spm.activity ─┐ (any key)          ┌─> spm.activity.dlq   rejected, original bytes + reason
-    spm.events ───┤ (re-routed events) ├─> spm.events         events in the wrong partition
-    spm.credits ──┼──> tally p ────────┼─> spm.credits        deal credit per (rep, deal)
-    spm.buckets ──┘                    ├─> spm.buckets        buckets per (scope, origin p, month)
-                                       ├─> spm.tally-changelog  rep-days, deals, statuses of p
-                                       └─> spm.progress, spm.alerts, /metrics
+    spm.activity ─────┐ (any key)          ┌─> spm.activity.dlq   rejected: original bytes, reason
+    spm.events ───────┤ (re-routed events) ├─> spm.events         events in the wrong partition
+    spm.deal-copies ──┼──> tally p ────────┼─> spm.deal-copies    a key's counting copy per deal
+    spm.credits ──────┤                    ├─> spm.credits        deal credit per (rep, deal)
+    spm.buckets ──────┘                    ├─> spm.buckets        buckets per (scope, origin, month)
+                                           ├─> spm.tally-changelog  rep-days, keys, deals, claims
+                                           └─> spm.progress, spm.alerts, /metrics
     spm.quotas, spm.roster (compacted) ─> every worker's reference mirror
 
-An event whose key hashes to the partition it arrived in (the producer helper, ``spm emit``)
-is counted where it lands; any other takes one hop through ``spm.events``.
+Events are keyed by idempotency key: the partition of ``(source, id)`` judges its copies and
+counts activities. An event whose key hashes to the partition it arrived in (the producer
+helper, ``spm emit``) is judged where it lands; any other takes one hop through ``spm.events``.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from streams.engine.events import Event
 from streams.engine.imports import QuotaRow, RosterRow, TeamRow
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -74,7 +75,7 @@ def _conflicting(
     """A copy of ``event`` (same source and id) that carries something else."""
     copy = json.loads(json.dumps(event))
     data = copy["data"]
-    change = rng.choice(["rep", "day", "type", "deal"])
+    change = rng.choice(["rep", "day", "type", "deal", "deal"])
     if change == "rep":
         data["rep_id"] = rng.choice(reps)
     elif change == "day":
@@ -92,6 +93,24 @@ def _conflicting(
     else:
         data["rep_id"] = rng.choice(reps)
     return copy
+
+
+def conflict_kinds(events: list[Event]) -> set[str]:
+    """What conflicting copies of one (source, id) differ in, over decoded ``events``."""
+    copies: dict[tuple[str, str], set[Event]] = {}
+    for e in events:
+        copies.setdefault(e.key, set()).add(replace(e, data=None))
+    kinds: set[str] = set()
+    for found in copies.values():
+        for a in found:
+            for b in found - {a}:
+                kinds |= {"rep"} if a.rep_id != b.rep_id else set()
+                kinds |= {"day"} if a.time.date() != b.time.date() else set()
+                kinds |= {"type"} if a.type != b.type else set()
+                kinds |= {"deal"} if None is not a.deal_id != b.deal_id is not None else set()
+                kinds |= {"amount"} if None is not a.amount != b.amount is not None else set()
+                kinds |= {"deal/activity"} if (a.deal_id is None) != (b.deal_id is None) else set()
+    return kinds
 
 
 def generate(
@@ -201,7 +220,7 @@ def generate(
                 )
             )
 
-    conflicting = [_conflicting(rng, e, reps, deals) for e in rng.sample(events, len(events) // 30)]
+    conflicting = [_conflicting(rng, e, reps, deals) for e in rng.sample(events, len(events) // 20)]
     encoded = [json.dumps(e).encode() for e in events + conflicting]
     duplicates = rng.sample(encoded, k=len(encoded) // 10)
     sc.events = encoded + duplicates

@@ -85,10 +85,10 @@ def test_emit_skip_bad_sends_the_good_lines_byte_for_byte(
     assert "sent 3 events" in result.stdout
     sent = read_topic(settings, "activity")
     assert sorted(m.value for m in sent) == sorted(g.encode() for g in good)
-    keys = {m.value: m.key for m in sent}
-    assert keys[good[0].encode()] == b"r1"
-    assert keys[good[1].encode()] == b"D-9"  # deal events are keyed by deal
-    assert keys[good[2].encode()] == b"r7"
+    keys = {m.value: m.key for m in sent}  # every event by its idempotency key
+    assert keys[good[0].encode()] == b"8:crm.test\x1fb1"
+    assert keys[good[1].encode()] == b"8:crm.test\x1fb2"
+    assert keys[good[2].encode()] == b"8:crm.test\x1fb3"
 
 
 def test_emit_one_event_as_argument_or_from_stdin(settings: Settings) -> None:

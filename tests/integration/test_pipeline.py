@@ -1,11 +1,12 @@
 """The pipeline on the real stack: figures from the API equal a from-scratch recomputation.
 
 A worker process — configured as shipped, history sink included — consumes a generated stream
-full of duplicates, shuffles, amendments, retractions, splits, transfers, quota changes and
-malformed messages, keyed like the producer keys them or not keyed at all; once it has caught
-up (consumer offsets, not sleeps) every rep's, team's and the company's figures for every
-period with data must equal ``streams.engine.recompute`` over the same events, exactly.
-Crashes, a broker restart and restarts are ``test_crash_matrix.py``'s.
+full of duplicates, conflicting copies of one (source, id) (another rep, day, type, deal or
+amount; a deal event re-sent as an activity), shuffles, amendments, retractions, splits,
+transfers, quota changes and malformed messages, keyed like the producer keys them or not
+keyed at all; once it has caught up (consumer offsets, not sleeps) every rep's, team's and the
+company's figures for every period with data must equal ``streams.engine.recompute`` over the
+same events, exactly. Crashes, a broker restart and restarts are ``test_crash_matrix.py``'s.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.engine.errors import Invalid
+from streams.engine.events import Event
 from streams.engine.money import decimal_text
 from streams.engine.quotas import QuotaBook
 from streams.engine.recompute import recompute
@@ -153,6 +155,10 @@ def assert_dead_lettered(settings: Settings, sc: scenario.Scenario) -> None:
 
 def test_figures_equal_recomputation(settings: Settings, worker: Worker) -> None:
     sc = scenario.generate(seed=11)
+    decode = Rules.from_settings(settings).decoder.decode
+    accepted = [e for e in map(decode, sc.events) if isinstance(e, Event)]
+    every_conflict = {"rep", "day", "type", "deal", "amount", "deal/activity"}
+    assert scenario.conflict_kinds(accepted) == every_conflict
     publish_reference(settings, sc)
     worker.start()
     with raw_producer(settings) as producer:

@@ -27,8 +27,8 @@ def test_send_event_validates_keys_and_sends_the_original_bytes(
         assert rejected.path == "data.amount"
     sent = read_topic(settings, "activity")
     assert {m.key: m.value for m in sent} == {
-        b"r3": spaced,
-        b"D-4": json.dumps(
+        b"8:crm.test\x1fp1": spaced,  # keyed by idempotency key
+        b"8:crm.test\x1fp2": json.dumps(
             event("p2", deal_id="D-4", amount=12, currency="GBP"), separators=(",", ":")
         ).encode(),
     }
