@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -14,6 +15,7 @@ from streams import history
 from streams.engine.events import Event, Split
 from streams.engine.periods import Calendar
 from streams.sinks.clickhouse import alert_row, event_row, progress_row, rejected_row, roster_row
+from streams.web_history import events_page
 
 from .conftest import insert_twice, record
 
@@ -425,6 +427,22 @@ def test_replay_yields_each_event_once_in_event_time_order(ch: Client) -> None:
     assert [Event.from_json(r) for r in history.replay_events(ch, since)] == [
         e for e in order if e.time >= since
     ]
+
+
+def test_conflicting_copies_are_each_replayed_and_paged_once(ch: Client) -> None:
+    """Copies of one (source, id) at one time for other reps: every page size replays each
+    once, and an event page never ends between them (its cursor names no copy)."""
+    first = events()[1]
+    copies = [replace(first, rep_id=f"rep-{n}", data={"rep_id": f"rep-{n}"}) for n in range(4)]
+    rows = [event_row(record("spm.events", e.to_json(), offset=i)) for i, e in enumerate(copies)]
+    insert_twice(ch, "activity_events", rows)
+    by_digest = sorted(copies, key=lambda e: e.copy_digest)
+    for page in (1, 2, 3, 100):
+        replayed = [Event.from_json(raw) for raw in history.replay_events(ch, page=page)]
+        assert replayed == by_digest
+    page = events_page(ch, None, None, limit=1)
+    assert [Event.from_json(line) for line in page] == by_digest
+    assert events_page(ch, None, (first.time, first.source, first.id), limit=1) == []
 
 
 def test_daily_totals_view_stays_exact_with_duplicates(november: Client) -> None:
