@@ -137,6 +137,10 @@ def main() -> None:
     total = engine.value("company", "company", "revenue", "2026-Q4")
     print(f"  company revenue 2026-Q4 = {total}, duplicates {engine.duplicates},"
           f" ignored {engine.ignored}")  # fmt: skip
+    n = len(events)
+    print(f"  messages between partitions per event: buckets {len(engine.bucket_log) / n:.2f},"
+          f" credits {len(engine.credit_log) / n:.2f},"
+          f" deal copies {len(engine.copy_log) / n:.2f}")  # fmt: skip
     report_reattribution(engine)
 
     fresh = build_engine(Calendar(args.tz))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -129,7 +129,10 @@ class Engine:
             self.records[p].update((k, record_doc(r)) for k, r in fx.records.items())
             sent.copies.extend(fx.copies)
             sent.credits.extend(fx.credits)
-            sent.buckets.extend(self.tallies[p].out_bucket(s, d) for s, d in sorted(fx.buckets))
+            for scope, month in sorted(fx.buckets):
+                bucket = self.tallies[p].out_bucket(scope, month)
+                days = {day: dict(values) for day, values in bucket.days.items()}  # as sent
+                sent.buckets.append(replace(bucket, days=days))
             changed |= fx.figures
         self.copy_log.extend(sent.copies)
         self.credit_log.extend(sent.credits)

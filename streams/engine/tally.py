@@ -377,10 +377,10 @@ class Tally:
         return self.roster.version != self._roster_version
 
     def out_bucket(self, scope: Scope, month: str) -> BucketState:
-        """This partition's current buckets for a scope and month, at the current version."""
+        """This partition's current buckets for a scope and month, at the current version.
+        Its days are the tally's own: serialise or copy them before the tally changes."""
         days = self._out.get((scope, month), {})
-        state = {day: dict(values) for day, values in days.items()}
-        return BucketState(scope, self.partition, month, (self.epoch, self.seq), state)
+        return BucketState(scope, self.partition, month, (self.epoch, self.seq), days)
 
     def sizes(self) -> dict[str, int]:
         """Entry counts of each part of the state (the duplicate window's ids separately)."""
@@ -497,8 +497,9 @@ class Tally:
         self.buckets[msg.key] = msg
         sums = self._sums.setdefault(msg.scope, {})
         before = old.days if old is not None else {}
-        for day in msg.days.keys() | before.keys():
-            new, was = msg.days.get(day, {}), before.get(day, {})
+        gone = [day for day in before if day not in msg.days]  # re-attributed elsewhere
+        for day, new in [*msg.days.items(), *((day, {}) for day in gone)]:
+            was = before.get(day, {})
             if new == was:
                 continue
             labels = self.labels_of_day(day)

@@ -15,7 +15,11 @@ here with public extension points only:
   lost the records dropped in that window (measured in the rolling-restart matrix: ~80
   records of each such partition). ``SeekingConsumer.perform_seek`` also sends those
   partitions back to their beginning; re-reading is harmless, every stage is idempotent.
-  ``use_seeking_transport`` installs it through the app's public ``transport`` setter.
+  ``use_seeking_transport`` installs it through the app's public ``transport`` setter. The
+  seek goes through ``seek_wait``, which runs in the consumer's own thread: Faust's ``seek``
+  changes aiokafka's fetcher from the calling thread, and the fetcher, iterating its records
+  in its thread at that moment, raised ``KeyError`` and stopped the worker (seen in the
+  failover matrix once a topic had many never-committed partitions).
 """
 
 from __future__ import annotations
@@ -40,8 +44,7 @@ class SeekingConsumer(faust_aiokafka.Consumer):
         committed = await self.seek_to_committed()
         fresh = [tp for tp, offset in committed.items() if not offset]
         if fresh:
-            for tp, offset in (await self.earliest_offsets(*fresh)).items():
-                await self.seek(tp, offset)
+            await self.seek_wait(await self.earliest_offsets(*fresh))
 
 
 class SeekingTransport(faust_aiokafka.Transport):
