@@ -406,12 +406,14 @@ class Tally:
         self._teams.clear()
         self._lineages.clear()
         before, self._out = self._out, {}
+        rebuilt = Effects()
         for (rep_id, day), rd in self.rep_days.items():
             for metric, n in rd.counts.items():
-                self._roll_up(rep_id, metric, day, Decimal(n), fx)
+                self._add(rep_id, metric, day, Decimal(n), rebuilt)
         for (rep_id, _), credit in self.credits.items():
             for metric, amount in credit.values.items():
-                self._roll_up(rep_id, metric, credit.day, amount, fx)
+                self._add(rep_id, metric, credit.day, amount, rebuilt)
+        fx.claims |= rebuilt.claims
         fx.buckets.update(
             key for key in before.keys() | self._out.keys() if before.get(key) != self._out.get(key)
         )
@@ -647,13 +649,9 @@ class Tally:
             fx.copies.append(CopyState(deal_id, key, gate.digest, mine))
 
     def _add(self, rep_id: str, metric: str, day: str, amount: Decimal, fx: Effects) -> None:
-        """Add to this partition's buckets of the rep and the rep's lineage (the rep's own
-        sums are kept by the rep's partition, from every partition's rep buckets)."""
-        self._roll_up(rep_id, metric, day, amount, fx)
-        self._resend(rep_id, day, fx)
-
-    def _roll_up(self, rep_id: str, metric: str, day: str, amount: Decimal, fx: Effects) -> None:
-        """Add to this partition's outgoing buckets of the scopes the rep's day counts for."""
+        """Add to this partition's outgoing buckets of the scopes the rep's day counts for —
+        the rep, its team's lineage, the company — and send them (the rep's own sums are kept
+        by the rep's partition, from every partition's rep buckets)."""
         month = day[:7]  # day labels are YYYY-MM-DD, in every calendar
         for scope in self._scopes_of(rep_id, day):
             key = (scope, month)
@@ -665,6 +663,7 @@ class Tally:
                     fx.claims.add(key)
             values = out.setdefault(day, {})
             values[metric] = values.get(metric, _ZERO) + amount
+            fx.buckets.add(key)
 
     def _resend(self, rep_id: str, day: str, fx: Effects) -> None:
         if day:
