@@ -344,6 +344,12 @@ EVENTS_REROUTED: Final = Counter(
     "Accepted events that arrived in another partition than their key's and took one hop.",
     registry=REGISTRY,
 )
+EVENT_COPIES_NOT_COUNTED: Final = Counter(
+    "spm_event_copies_not_counted",
+    "Copies of an event (source, id) already counted that do not count: the same copy again, "
+    "or a conflicting copy with a larger digest (streams.engine.events.Event.copy_digest).",
+    registry=REGISTRY,
+)
 EVENTS_IGNORED: Final = Counter(
     "spm_events_ignored",
     "Valid events no metric counts (or duplicates), by type; see IGNORED_TYPES for the label.",

@@ -99,13 +99,15 @@ class CreditState:
 
 @dataclass(frozen=True, slots=True)
 class BucketState:
-    """Partition ``origin``'s current totals for scope ``scope`` on each day of ``month``."""
+    """Partition ``origin``'s current totals for scope ``scope`` on each day of ``month``; for
+    a rep, ``latest`` is the time (epoch seconds) of the latest activity counted there."""
 
     scope: Scope
     origin: int
     month: str
     version: tuple[int, int]
     days: dict[str, Values]
+    latest: float = 0.0
 
     @property
     def key(self) -> BucketKey:
@@ -121,6 +123,7 @@ class BucketState:
                 day: {m: decimal_text(a) for m, a in values.items()}
                 for day, values in self.days.items()
             },
+            "l": self.latest,
         }
 
     @classmethod
@@ -136,6 +139,7 @@ class BucketState:
                 day: {m: Decimal(a) for m, a in values.items()}
                 for day, values in doc["days"].items()
             },
+            float(doc.get("l", 0.0)),
         )
 
 
@@ -174,17 +178,19 @@ class CopyState:
 class RepDay:
     """A rep's activities on one day: the copy that counts per idempotency key, as (digest,
     event type), None once past the window; counts per metric; ``at`` is the latest arrival
-    (Kafka timestamp, ms)."""
+    (Kafka timestamp, ms), ``last`` the latest event time counted (epoch seconds)."""
 
     ids: dict[str, tuple[int, str]] | None
     counts: dict[str, int]
     at: int
+    last: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ids": None if self.ids is None else {k: list(v) for k, v in sorted(self.ids.items())},
             "c": dict(sorted(self.counts.items())),
             "at": self.at,
+            "t": self.last,
         }
 
     @classmethod
@@ -197,7 +203,7 @@ class RepDay:
             ids = {k: (0, "") for k in ids}
         elif ids is not None:
             ids = {k: (int(d), t) for k, (d, t) in ids.items()}
-        return cls(ids, counts, int(doc["at"]))
+        return cls(ids, counts, int(doc["at"]), float(doc.get("t", 0.0)))
 
 
 @dataclass(slots=True)
@@ -333,6 +339,10 @@ class Tally:
         self._arrivals: dict[int, set[tuple[str, str]]] = defaultdict(set)
         #: Idempotency key -> the rep-day holding its counted activity copy.
         self._acts: dict[str, tuple[str, str]] = {}
+        #: (rep, month) -> latest activity time counted here (sent with the rep's buckets);
+        #: rep -> latest activity time any partition counted (from the rep's buckets).
+        self._latest: dict[tuple[str, str], float] = {}
+        self.last_activity: dict[str, float] = {}
         self._labels: dict[str, tuple[str, ...]] = {}
         self._day_ends: dict[str, datetime] = {}
         #: Attributions made with the roster at ``_roster_version``: (rep, day) -> its team's
@@ -380,7 +390,8 @@ class Tally:
         """This partition's current buckets for a scope and month, at the current version.
         Its days are the tally's own: serialise or copy them before the tally changes."""
         days = self._out.get((scope, month), {})
-        return BucketState(scope, self.partition, month, (self.epoch, self.seq), days)
+        latest = self._latest.get((scope[1], month), 0.0) if scope[0] == "rep" else 0.0
+        return BucketState(scope, self.partition, month, (self.epoch, self.seq), days, latest)
 
     def sizes(self) -> dict[str, int]:
         """Entry counts of each part of the state (the duplicate window's ids separately)."""
@@ -497,6 +508,9 @@ class Tally:
         if old is not None and not msg.version > old.version:
             return
         self.buckets[msg.key] = msg
+        kind, scope_id = msg.scope
+        if kind == "rep" and msg.latest > self.last_activity.get(scope_id, 0.0):
+            self.last_activity[scope_id] = msg.latest
         sums = self._sums.setdefault(msg.scope, {})
         before = old.days if old is not None else {}
         gone = [day for day in before if day not in msg.days]  # re-attributed elsewhere
@@ -546,6 +560,7 @@ class Tally:
             rd = self.rep_days[(rep_id, day)] = RepDay.from_dict(doc["r"])
             self._arrivals[rd.at // _DAY_MS].add((rep_id, day))
             self._observe(rd.at)
+            self._note_latest(rep_id, day, rd.last)
             sink = Effects()
             for metric, n in rd.counts.items():
                 self._add(rep_id, metric, day, Decimal(n), sink)
@@ -634,12 +649,20 @@ class Tally:
         self._acts[key] = rd_key
         if arrival_ms > rd.at:
             rd.at = arrival_ms
+        if self.catalog.activity_metrics_for(event.type):
+            rd.last = max(rd.last, event.time.timestamp())
+            self._note_latest(event.rep_id, day, rd.last)
         self._arrivals[rd.at // _DAY_MS].add(rd_key)
         for metric in self.catalog.activity_metrics_for(event.type):
             name = metric.name
             rd.counts[name] = rd.counts.get(name, 0) + 1
             self._add(event.rep_id, name, day, Decimal(1), fx)
         fx.records[_rep_day_key(event.rep_id, day)] = rd
+
+    def _note_latest(self, rep_id: str, day: str, last: float) -> None:
+        key = (rep_id, day[:7])
+        if last > self._latest.get(key, 0.0):
+            self._latest[key] = last
 
     def _send_copies(self, key: str, gate: Gate, fx: Effects) -> None:
         """Tell every deal the key ever counted for which copy counts now (theirs or none)."""

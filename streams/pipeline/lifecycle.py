@@ -22,7 +22,7 @@ log = structlog.get_logger(__name__)
 
 def attach(app: faust.App, runtime: Runtime) -> None:
     topics = runtime.outputs.topics
-    pipeline = {topics.activity, topics.events, topics.credits, topics.buckets}
+    pipeline = {topics.activity, topics.events, topics.copies, topics.credits, topics.buckets}
     restoring: set[asyncio.Task[None]] = set()
 
     def forget(dropped: set[int]) -> None:

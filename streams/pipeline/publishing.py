@@ -229,6 +229,9 @@ class Publisher:
         team = roster.team_at(scope_id, now) if kind == "rep" else None
         if kind == "rep":
             metrics.QUOTAS.set_rep_info(scope_id, roster.rep_name(scope_id) or scope_id, team or "")
+            latest = owned.tally.last_activity.get(scope_id)
+            if latest is not None:  # from the rep's buckets: this worker owns the rep
+                metrics.QUOTAS.record_activity(scope_id, latest)
         sent: Pending = []
         for period, metric in figures:
             f = self.views.figures(scope, metric, period, now)

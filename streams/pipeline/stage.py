@@ -35,7 +35,6 @@ from streams import metrics
 from streams.engine.catalog import DEAL_TYPES
 from streams.engine.errors import Invalid
 from streams.engine.events import Event
-from streams.engine.roster import Roster
 from streams.engine.tally import (
     MALFORMED,
     BucketState,
@@ -62,19 +61,16 @@ class Seen:
 
     processed: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
-    #: rep -> event time (epoch seconds) of the latest activity in the batch
-    latest: dict[str, float] = field(default_factory=dict)
+    #: copies of an idempotency key that did not count (the same again, or a losing one)
+    not_counted: int = 0
 
-    def export(self, roster: Roster) -> None:
-        """Series are labelled with rep ids from payloads only for reps on the roster, so a
-        producer cannot grow them without bound."""
+    def export(self) -> None:
         for event_type, n in self.processed.items():
             metrics.EVENTS_PROCESSED.labels(event_type).inc(n)
         for event_type, n in self.ignored.items():
             metrics.EVENTS_IGNORED.labels(metrics.IGNORED_TYPES(event_type)).inc(n)
-        for rep_id, at in self.latest.items():
-            if roster.rep_name(rep_id) is not None:
-                metrics.QUOTAS.record_activity(rep_id, at)
+        if self.not_counted:
+            metrics.EVENT_COPIES_NOT_COUNTED.inc(self.not_counted)
 
 
 class Stage:
@@ -130,7 +126,7 @@ class Stage:
             sent.extend(await self.outputs.effects(tally, fx))
             written.append((owned, fx))
         await settle(sent)
-        seen.export(self.partitions.reference.roster)
+        seen.export()
         records: Pending = []
         for owned, fx in written:
             records.extend(await self.outputs.records(owned.tally, fx.records))
@@ -188,12 +184,10 @@ class Stage:
         return []
 
     def _event(self, tally: Tally, event: Event, message: Any, fx: Effects, seen: Seen) -> None:
-        at = event.time.timestamp()
-        counts = tally.admit(event, int(message.timestamp * 1000), fx)
+        if not tally.admit(event, int(message.timestamp * 1000), fx):
+            seen.not_counted += 1
         if event.type not in DEAL_TYPES and not self.rules.catalog.counts(event.type):
             seen.ignored[event.type] += 1
             return
-        if counts and event.type not in DEAL_TYPES and at > seen.latest.get(event.rep_id, 0.0):
-            seen.latest[event.rep_id] = at
         seen.processed[event.type] += 1
-        metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - at))
+        metrics.EVENT_TIME_LAG.observe(max(0.0, time.time() - event.time.timestamp()))

@@ -289,3 +289,23 @@ def test_a_torn_restore_keeps_the_newest_decision(catalog: MetricCatalog, roster
     assert rep_days(restored, better.rep_id) == {"2026-11-02": {"calls": D(1)}}
     assert rep_days(restored, worse.rep_id) == {}
     assert restored.sizes()["dedupe_ids"] == 1
+
+
+def test_the_reps_partition_learns_its_latest_activity_from_rep_buckets(
+    catalog: MetricCatalog, roster: Roster
+) -> None:
+    """Activities are counted where their key lands; the rep's own partition (which exports
+    the rep's last-activity gauge) learns the time from the rep buckets, newest first."""
+    judge, owner = tally(catalog, roster), tally(catalog, roster)
+    fx = Effects()
+    for n, hour in enumerate((9, 15, 11)):
+        judge.admit(activity(f"c{n}", "ann", utc(2026, 11, 2, hour)), 0, fx)
+    judge.admit(won("w1", "D1", "ann", utc(2026, 11, 2, 18), "10"), 0, fx)  # not an activity
+    sent = BucketState.from_dict(judge.out_bucket(("rep", "ann"), "2026-11").to_dict())
+    owner.bucket(sent, Effects())
+    assert owner.last_activity == {"ann": utc(2026, 11, 2, 15).timestamp()}
+    restored = tally(catalog, roster, epoch=2)
+    for key, record in fx.records.items():
+        restored.load(key, record_doc(record))
+    restored.loaded()
+    assert restored.out_bucket(("rep", "ann"), "2026-11").latest == sent.latest
