@@ -61,7 +61,7 @@ _ZERO = Decimal(0)
 _DAY_MS = 86_400_000
 
 Values = dict[str, Decimal]  # metric -> amount
-Version = tuple[Any, ...]
+Version = tuple[int, int]  # a deal credit's: (copies, -sum of their digests), see Deal.version
 #: A team bucket's key: (team or company scope, origin partition, month of its days).
 BucketKey = tuple[Scope, int, str]
 
@@ -88,10 +88,11 @@ class CreditState:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> CreditState:
+        count, digests = doc["v"]  # (copies, -sum of their digests): see Deal.version
         return cls(
             doc["rep"],
             doc["deal"],
-            _tuples(doc["v"]),
+            (int(count), int(digests)),
             None if doc["t"] is None else _instant(doc["t"]),
             {m: Decimal(a) for m, a in doc["values"].items()},
         )
@@ -240,14 +241,19 @@ class Deal:
 
     copies: dict[str, tuple[int, Event | None]]
     reps: set[str]
-    state: DealState | None = None
+    state: DealState
 
-    def settle(self, deal_id: str) -> None:
-        state = None
-        for _, event in sorted(self.copies.values(), key=lambda c: c[0]):
+    @classmethod
+    def new(cls, deal_id: str) -> Deal:
+        return cls({}, set(), DealState(deal_id))
+
+    def settle(self) -> None:
+        """The ledger of the present copies again (a copy may have left: no merge undoes)."""
+        state = DealState(self.state.deal_id)
+        for _, event in self.copies.values():
             if event is not None:
                 state = merge(state, event)
-        self.state = state if state is not None else DealState(deal_id)
+        self.state = state
 
     @property
     def version(self) -> Version:
@@ -270,8 +276,8 @@ class Deal:
             key: (int(digest), None if raw is None else Event.from_json(raw.encode()))
             for key, (digest, raw) in doc["copies"].items()
         }
-        deal = cls(copies, set(doc["reps"]))
-        deal.settle(deal_id)
+        deal = cls(copies, set(doc["reps"]), DealState(deal_id))
+        deal.settle()
         return deal
 
 
@@ -464,12 +470,11 @@ class Tally:
         deal = self.deals.get(msg.deal_id)
         held = None if deal is None else deal.copies.get(msg.key)
         if deal is None:
-            deal = self.deals[msg.deal_id] = Deal({}, set())
+            deal = self.deals[msg.deal_id] = Deal.new(msg.deal_id)
         if held is None or msg.digest < held[0]:
             deal.copies[msg.key] = (msg.digest, msg.event)
-            deal.settle(msg.deal_id)
+            deal.settle()
             fx.records[_deal_key(msg.deal_id)] = deal
-        assert deal.state is not None
         now = {c.rep_id: c for c in credits(deal.state)}
         if not now.keys() <= deal.reps:
             deal.reps |= now.keys()
@@ -649,11 +654,12 @@ class Tally:
         self._acts[key] = rd_key
         if arrival_ms > rd.at:
             rd.at = arrival_ms
-        if self.catalog.activity_metrics_for(event.type):
+        self._arrivals[rd.at // _DAY_MS].add(rd_key)
+        metrics = self.catalog.activity_metrics_for(event.type)
+        if metrics:
             rd.last = max(rd.last, event.time.timestamp())
             self._note_latest(event.rep_id, day, rd.last)
-        self._arrivals[rd.at // _DAY_MS].add(rd_key)
-        for metric in self.catalog.activity_metrics_for(event.type):
+        for metric in metrics:
             name = metric.name
             rd.counts[name] = rd.counts.get(name, 0) + 1
             self._add(event.rep_id, name, day, Decimal(1), fx)
@@ -773,8 +779,3 @@ def _instant(text: str) -> datetime:
     if t is None:
         raise ValueError(f"bad instant {text!r}")
     return t
-
-
-def _tuples(value: Any) -> Any:
-    """JSON turned the version's tuples into lists; comparisons need tuples back."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
