@@ -46,6 +46,11 @@ STOP_WITHIN = 30.0
 PIP_INSTALL = re.compile(r"^(?:pip3?|python3?\s+-m\s+pip)\s+install\s+(?P<args>.*)$", re.DOTALL)
 #: Image ENV that only makes the replay slower: pip's cache is what keeps it fast here.
 NOT_REPLAYED_ENV = {"PIP_NO_CACHE_DIR"}
+#: Added to the image's ``pip install``: the image byte-compiles its whole install (~1 GB with
+#: chDB, pandas and pyarrow), ~11 CPU-s of the replay that prove nothing (pip ignores a file
+#: that does not compile). The replayed runs compile what they import, as the image's ENV
+#: (PYTHONDONTWRITEBYTECODE) has them do with any file the build did not compile.
+REPLAY_PIP_OPTIONS = ("--no-compile",)
 #: Run inside the installed venv: where the package is, the schema, the migrations, whether
 #: the worker's code imports and the contract decodes an event.
 PROBE = """
@@ -199,7 +204,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     venv = Venv.create(root / "venv")
     env = {k: v for k, v in image.host_env().items() if k not in NOT_REPLAYED_ENV}
     for workdir, args in image.installs:
-        venv.pip_install(*args, cwd=image.host(workdir), **env)
+        venv.pip_install(*REPLAY_PIP_OPTIONS, *args, cwd=image.host(workdir), **env)
     return Installed(image, venv, env)
 
 
