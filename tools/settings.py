@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, FilePath, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Every part of the stack listens on loopback only.
 HOST = "127.0.0.1"
+StackPart = Literal["kafka", "alertmanager", "prometheus"]
 
 
 class StackSettings(BaseSettings):
@@ -49,6 +51,11 @@ class StackSettings(BaseSettings):
         "listen there); replaces the port of every receiver's api_url.",
     )
     stack_start_timeout: float = Field(90.0, description="Seconds to wait for each part.")
+    stack_parts: frozenset[StackPart] = Field(
+        frozenset({"kafka", "alertmanager", "prometheus"}),
+        description="The parts this stack runs (JSON list); tests run a broker alone, or a "
+        "Prometheus and Alertmanager of their own beside the shared broker.",
+    )
     web_port: int = Field(26066, description="Worker port Prometheus scrapes (SPM_WEB_PORT).")
 
     @model_validator(mode="after")

@@ -315,8 +315,10 @@ class Alertmanager(_HttpPart):
 
 
 def parts(settings: StackSettings) -> list[Part]:
-    """The parts in start order (Prometheus last: it sends alerts to Alertmanager)."""
-    return [Kafka(settings), Alertmanager(settings), Prometheus(settings)]
+    """The parts of ``settings.stack_parts`` in start order (Prometheus last: it sends alerts to
+    Alertmanager)."""
+    every = [Kafka(settings), Alertmanager(settings), Prometheus(settings)]
+    return [part for part in every if part.name in settings.stack_parts]
 
 
 # --- configuration ---------------------------------------------------------------------------

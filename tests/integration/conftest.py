@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from filelock import FileLock
@@ -79,23 +80,41 @@ def unique_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
         kafka_admin.delete_topics(leftovers)
 
 
-@pytest.fixture
-def private_stack(tmp_path: Path) -> Iterator[StackSettings]:
-    """A stack of our own (broker, Prometheus scraping its own worker port, Alertmanager posting
-    to its own webhook port) on free ports, stopped after: for tests that stop or restart the
-    broker, or wait for alerts, without touching any other test."""
-    settings = StackSettings(
-        var_dir=tmp_path / "stack",
-        kafka_port=free_port(),
-        kafka_controller_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        alertmanager_webhook_port=free_port(),
-        web_port=free_port(),
-    )
+def _private_stack(tmp_path: Path, **values: Any) -> Iterator[StackSettings]:
+    """A stack of the test's own on free ports (``values`` say which parts, or other ports),
+    stopped after."""
+    ports = {
+        "kafka_port": free_port(),
+        "kafka_controller_port": free_port(),
+        "prometheus_port": free_port(),
+        "alertmanager_port": free_port(),
+        "alertmanager_webhook_port": free_port(),
+        "web_port": free_port(),
+    }
+    settings = StackSettings(var_dir=tmp_path / "stack", **(ports | values))
     try:
         local_stack.up(settings)
     except local_stack.StackError as exc:
         pytest.fail(f"the private stack could not start: {exc}", pytrace=False)
     yield settings
     local_stack.down(settings)
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[StackSettings]:
+    """A broker of our own (its own KRaft node): for tests that stop or restart the broker
+    without touching any other test."""
+    yield from _private_stack(tmp_path, stack_parts={"kafka"})
+
+
+@pytest.fixture
+def private_monitoring(stack_settings: StackSettings, tmp_path: Path) -> Iterator[StackSettings]:
+    """A Prometheus scraping its own worker port and an Alertmanager posting to its own webhook
+    port, beside the shared broker (whose ports the settings carry): for tests that wait for
+    alerts without touching any other test. Such a test keeps to a topic prefix of its own."""
+    yield from _private_stack(
+        tmp_path,
+        stack_parts={"alertmanager", "prometheus"},
+        kafka_port=stack_settings.kafka_port,
+        kafka_controller_port=stack_settings.kafka_controller_port,
+    )

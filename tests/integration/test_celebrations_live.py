@@ -1,12 +1,12 @@
 """Issue 13 end to end: celebrations and actionable warnings from a real worker reach their
 Slack webhooks through a real Alertmanager (and Prometheus), once.
 
-A stack of the test's own (Kafka, Prometheus scraping this test's worker port, Alertmanager with
-the shipped config) so the shipped rules and routes are the ones under test and the shared
-stack is left alone. A worker is given a tiny organisation: rep ``r-1`` makes 150 % of a small
-calls target this month (100 % and the 120 % stretch), its team reaches exactly 100 % of its
-own target and so does the company (its target is its team's); rep ``r-2`` has made nothing of
-its revenue and calls targets. Then:
+A Prometheus and an Alertmanager of the test's own (Prometheus scraping this test's worker port,
+Alertmanager with the shipped config) beside the shared broker, on a topic prefix of its own, so
+the shipped rules and routes are the ones under test and the shared stack is left alone. A worker
+is given a tiny organisation: rep ``r-1`` makes 150 % of a small calls target this month (100 % and
+the 120 % stretch), its team reaches exactly 100 % of its own target and so does the company (its
+target is its team's); rep ``r-2`` has made nothing of its revenue and calls targets. Then:
 
 1. the celebrations webhook (``/celebrations``, channel ``#sales-wins``) gets the four
    milestones — nothing else arrives there, and no warning arrives there;
@@ -90,8 +90,8 @@ def _webhook_of(settings: StackSettings) -> tuple[str, int]:
 
 
 @pytest.fixture
-def webhook(private_stack: StackSettings) -> Iterator[Webhook]:
-    host, port = _webhook_of(private_stack)
+def webhook(private_monitoring: StackSettings) -> Iterator[Webhook]:
+    host, port = _webhook_of(private_monitoring)
     hook = Webhook()
 
     class Receiver(BaseHTTPRequestHandler):
@@ -165,18 +165,18 @@ def _celebrations(worker: Worker) -> float:
 
 @pytest.mark.timeout(400)
 def test_celebrations_and_warnings_reach_their_webhooks_once(
-    private_stack: StackSettings, webhook: Webhook, tmp_path: Path
+    private_monitoring: StackSettings, webhook: Webhook, unique_prefix: str, tmp_path: Path
 ) -> None:
-    stack = Settings(kafka_bootstrap=private_stack.kafka_bootstrap)
+    stack = Settings(kafka_bootstrap=private_monitoring.kafka_bootstrap)
     settings = worker_settings(
         stack,
-        "spm-celebrate",
+        unique_prefix,
         tmp_path,
-        web_port=private_stack.web_port,
+        web_port=private_monitoring.web_port,
         alert_interval=2.0,
         publish_interval=0.5,
         min_elapsed=0.0,  # r-2 is behind from the period's first instant, whatever the date
-        alertmanager_url=f"http://127.0.0.1:{private_stack.alertmanager_port}",
+        alertmanager_url=f"http://127.0.0.1:{private_monitoring.alertmanager_port}",
     )
     ensure_topics(settings)
     started = datetime.now(UTC)
@@ -233,7 +233,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         time.sleep(5 * settings.alert_interval)  # several re-evaluations of every figure
         assert _celebrations(worker) == 0
         # Alertmanager's group_wait of the celebrations route and some: nothing new arrives
-        route = local_stack.render_alertmanager_config(private_stack)["route"]
+        route = local_stack.render_alertmanager_config(private_monitoring)["route"]
         [celebrations] = [r for r in route["routes"] if r["receiver"] == "celebrations"]
         time.sleep(duration_seconds(celebrations["group_wait"]) + 3)
         assert sorted(celebrated()) == before
@@ -241,7 +241,7 @@ def test_celebrations_and_warnings_reach_their_webhooks_once(
         # (4) the API's exact figures, then the boards (chDB opens once the worker let go);
         # the restart made Prometheus start RepBehindTarget's `for` over: the Alerts panel
         # shows it once it fires again
-        prometheus = f"http://127.0.0.1:{private_stack.prometheus_port}"
+        prometheus = f"http://127.0.0.1:{private_monitoring.prometheus_port}"
 
         def behind_firing() -> bool:
             alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=5).json()["data"]["alerts"]

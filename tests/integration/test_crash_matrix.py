@@ -2,7 +2,7 @@
 clean restart, with keyed and unkeyed input, the worker configured as shipped.
 
 The test runs on a private broker (its own KRaft node on free loopback ports, conftest's
-``private_stack``) so restarting the broker touches no other test. Kill points are drawn from
+``private_broker``) so restarting the broker touches no other test. Kill points are drawn from
 the seed: mid-stream while batches are in flight, during start-up and partition restore (before
 the worker is healthy), and again mid-stream after a restore. ``SPM_CRASH_SEEDS``
 (comma-separated) runs other seeds: the matrix reported in the issue note ran it many times
@@ -64,10 +64,10 @@ def produce(settings: Settings, messages: list[bytes], rng: random.Random) -> No
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_kills_broker_restart_and_clean_restart_change_nothing(
-    private_stack: StackSettings, unique_prefix: str, tmp_path: Path, seed: int
+    private_broker: StackSettings, unique_prefix: str, tmp_path: Path, seed: int
 ) -> None:
     rng = random.Random(seed)
-    base = Settings(kafka_bootstrap=f"127.0.0.1:{private_stack.kafka_port}")
+    base = Settings(kafka_bootstrap=f"127.0.0.1:{private_broker.kafka_port}")
     # Small batches: kills land between and inside many batches.
     settings = worker_settings(base, unique_prefix, tmp_path, batch_size=100)
     ensure_topics(settings)
@@ -95,9 +95,9 @@ def test_kills_broker_restart_and_clean_restart_change_nothing(
         # 4. the broker restarts under a running worker
         worker.start()
         produce(settings, chunks[2], rng)
-        stack.down(private_stack)
+        stack.down(private_broker)
         time.sleep(rng.uniform(0.5, 2.0))
-        stack.up(private_stack)
+        stack.up(private_broker)
         # 5. a clean restart
         produce(settings, chunks[3], rng)
         worker.stop()

@@ -1,7 +1,7 @@
 """HTTP ingest through a broker outage: 503 while Kafka does not acknowledge, and nothing that
 was answered 202 lost or counted twice.
 
-The broker is a private one (conftest's ``private_stack``): stopping it touches no other test.
+The broker is a private one (conftest's ``private_broker``): stopping it touches no other test.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ BATCH = "application/cloudevents-batch+json"
 
 
 def test_broker_outage_answers_503_and_loses_nothing_answered_202(
-    private_stack: StackSettings, unique_prefix: str, tmp_path: Path
+    private_broker: StackSettings, unique_prefix: str, tmp_path: Path
 ) -> None:
-    base = Settings(kafka_bootstrap=f"127.0.0.1:{private_stack.kafka_port}")
+    base = Settings(kafka_bootstrap=f"127.0.0.1:{private_broker.kafka_port}")
     settings = worker_settings(base, unique_prefix, tmp_path, ingest_timeout=2.0)
     ensure_topics(settings)
     sc = scenario.generate(seed=31, activities=300, deals=40)
@@ -41,13 +41,13 @@ def test_broker_outage_answers_503_and_loses_nothing_answered_202(
     try:
         with httpx.Client(timeout=30) as client:
             assert send(client, chunks[0]).status_code == 202
-            stack.down(private_stack)
+            stack.down(private_broker)
             started = time.monotonic()
             refused = send(client, chunks[1])
             assert refused.status_code == 503, refused.text
             assert time.monotonic() - started < settings.ingest_timeout + 5
             assert refused.headers["Retry-After"] and "harmless" in refused.json()["error"]
-            stack.up(private_stack)
+            stack.up(private_broker)
             deadline = time.monotonic() + 90
             while (answer := send(client, chunks[1])).status_code != 202:
                 assert answer.status_code == 503 and time.monotonic() < deadline, answer.text

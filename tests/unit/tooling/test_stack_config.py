@@ -7,10 +7,11 @@ import subprocess
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tools.settings import StackSettings
-from tools.stack import ALERTMANAGER_CONFIG, render_alertmanager_config
+from tools.stack import ALERTMANAGER_CONFIG, parts, render_alertmanager_config
 
 
 def test_alertmanager_config_posts_to_the_stacks_webhook_port_and_stays_valid(
@@ -44,3 +45,12 @@ def test_alertmanager_config_posts_to_the_stacks_webhook_port_and_stays_valid(
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"{len(rendered['templates'])} templates" in checked.stdout, checked.stdout
+
+
+def test_a_stack_runs_the_parts_its_settings_name_in_start_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert [part.name for part in parts(StackSettings())] == ["kafka", "alertmanager", "prometheus"]
+    assert [part.name for part in parts(StackSettings(stack_parts={"kafka"}))] == ["kafka"]
+    monkeypatch.setenv("SPM_STACK_PARTS", '["prometheus", "alertmanager"]')
+    assert [part.name for part in parts(StackSettings())] == ["alertmanager", "prometheus"]
