@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -30,7 +29,7 @@ from streams.engine.scopes import scope_key
 from streams.pipeline.kafka import partition_for
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import ensure_topics
-from tests.integration.harness import Worker, settings_env, wait_settled, worker_settings
+from tests.integration.harness import HTTP, Worker, settings_env, wait_settled, worker_settings
 
 #: Token name → its scopes; the ``no_*`` tokens hold every scope but one.
 TOKENS = {
@@ -79,7 +78,7 @@ class Cluster:
     reps: list[str]
 
     def call(self, method: str, path: str, worker: Worker | None = None, **kw: Any) -> Any:
-        return httpx.request(method, f"{(worker or self.first).url}{path}", timeout=30, **kw)
+        return HTTP.request(method, f"{(worker or self.first).url}{path}", **kw)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 from streams.settings import Settings
-from tests.integration.harness import free_port
+from tests.integration.harness import HTTP, free_port
 from tests.integration.installing import Venv, output_tail
 from tools.settings import REPO_ROOT
 
@@ -178,7 +178,7 @@ def replay(dockerfile: Path, root: Path) -> Image:
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return HTTP.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

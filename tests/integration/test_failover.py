@@ -22,7 +22,7 @@ import pytest
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration import scenario
-from tests.integration.harness import Worker, wait_caught_up, wait_settled, worker_settings
+from tests.integration.harness import HTTP, Worker, wait_caught_up, wait_settled, worker_settings
 from tests.integration.test_crash_matrix import produce
 from tests.integration.test_pipeline import (
     assert_api_equals_recompute,
@@ -62,7 +62,7 @@ def wait_holds_everything(worker: Worker, partitions: int, timeout: float = 90.0
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         try:
-            answer = httpx.get(f"{worker.url}/healthz", timeout=2)
+            answer = HTTP.get(f"{worker.url}/healthz", timeout=2)
             if answer.status_code == 200 and answer.json()["partitions"] == list(range(partitions)):
                 return time.monotonic() - started
         except httpx.HTTPError:
