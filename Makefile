@@ -18,6 +18,11 @@ DURATION ?= 60
 DEB_COMMANDS := prometheus prometheus-alertmanager promtool kcat docker-compose java mvn
 DEB_PACKAGES := prometheus prometheus-alertmanager kcat docker-compose default-jre-headless maven
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# Byte-code caches are written even where the environment says not to (this machine sets
+# PYTHONDONTWRITEBYTECODE=1): without them each pytest process rewrites the assertions of every
+# test module and plugin again (~1.5 CPU-s each) and each worker or `spm` process the tests start
+# compiles the product's modules again. The caches go to the ignored __pycache__/ folders.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv deps kafka stack-up stack-down stack-status lint check test demo bench
 
