@@ -110,11 +110,8 @@ def private_broker(tmp_path: Path) -> Iterator[StackSettings]:
 @pytest.fixture
 def private_monitoring(stack_settings: StackSettings, tmp_path: Path) -> Iterator[StackSettings]:
     """A Prometheus scraping its own worker port and an Alertmanager posting to its own webhook
-    port, beside the shared broker (whose ports the settings carry): for tests that wait for
+    port, beside the shared broker (``kafka_bootstrap`` is its address): for tests that wait for
     alerts without touching any other test. Such a test keeps to a topic prefix of its own."""
     yield from _private_stack(
-        tmp_path,
-        stack_parts={"alertmanager", "prometheus"},
-        kafka_port=stack_settings.kafka_port,
-        kafka_controller_port=stack_settings.kafka_controller_port,
+        tmp_path, stack_parts={"alertmanager", "prometheus"}, kafka_port=stack_settings.kafka_port
     )
