@@ -167,9 +167,9 @@ class Partitions:
         return owned
 
     async def restore_assigned(self) -> None:
-        """Restore every assigned partition now (health turns ok without waiting for input)."""
-        for p in sorted(self.assigned):
-            await self.get(p)
+        """Restore every assigned partition now, side by side (health turns ok without waiting
+        for input; a restore mostly waits for the broker, ~2.5 s each even when empty)."""
+        await asyncio.gather(*(self.get(p) for p in sorted(self.assigned)))
 
     def state_report(self) -> dict[str, Any]:
         """Entries of each part of the owned state, for /healthz and the benchmark."""
