@@ -343,4 +343,7 @@ def test_inserts_failing_for_a_while_are_retried_without_loss_or_blocking(
     assert metric("spm_sink_failures_total", table="activity_events") > failures_before
     assert count(good, "activity_events") == len(events)
     assert good.command("SELECT count() FROM activity_events") == len(events)  # none doubled
-    assert worst_gap < 0.5, f"the event loop stalled for {worst_gap:.2f}s during the outage"
+    # A retry that blocked the loop would stall it for a whole backoff: the waits double from
+    # 0.1 s, so within the 4 s outage one of them is >= 1.6 s. Shorter gaps are the machine's
+    # load (mapping runs in the sink's thread, which shares the GIL): 0.52 s seen at -n 5.
+    assert worst_gap < 1.0, f"the event loop stalled for {worst_gap:.2f}s during the outage"
