@@ -70,37 +70,29 @@ class Outputs:
     async def effects(self, tally: Tally, fx: Effects) -> Pending:
         """Deal event copies to the deals' partitions, credits to the reps' and this
         partition's buckets to the scopes'."""
+        send = self._send_state
+        topics = self.topics
         pending: Pending = []
-        send = self.producer.send
         for copy in fx.copies:
-            pending.append(
-                await send(
-                    self.topics.copies,
-                    orjson.dumps(copy.to_dict()),
-                    key=f"{copy.deal_id}{SEP}{copy.key}".encode(),
-                    partition=self.partition_of(copy.deal_id),
-                )
-            )
+            key = f"{copy.deal_id}{SEP}{copy.key}"
+            pending.append(await send(topics.copies, copy.to_dict(), key, copy.deal_id))
         for credit in fx.credits:
-            pending.append(
-                await send(
-                    self.topics.credits,
-                    orjson.dumps(credit.to_dict()),
-                    key=f"{credit.rep_id}{SEP}{credit.deal_id}".encode(),
-                    partition=self.partition_of(credit.rep_id),
-                )
-            )
+            key = f"{credit.rep_id}{SEP}{credit.deal_id}"
+            pending.append(await send(topics.credits, credit.to_dict(), key, credit.rep_id))
         for scope, month in sorted(fx.buckets):
-            key = scope_key(scope)
-            pending.append(
-                await send(
-                    self.topics.buckets,
-                    orjson.dumps(tally.out_bucket(scope, month).to_dict()),
-                    key=f"{key}{SEP}{tally.partition}{SEP}{month}".encode(),
-                    partition=self.partition_of(key),
-                )
-            )
+            home = scope_key(scope)
+            key = f"{home}{SEP}{tally.partition}{SEP}{month}"
+            doc = tally.out_bucket(scope, month).to_dict()
+            pending.append(await send(topics.buckets, doc, key, home))
         return pending
+
+    async def _send_state(
+        self, topic: str, doc: dict[str, Any], key: str, home: str
+    ) -> asyncio.Future[Any]:
+        """One state message, keyed for compaction, to the partition of ``home``'s key."""
+        return await self.producer.send(
+            topic, orjson.dumps(doc), key=key.encode(), partition=self.partition_of(home)
+        )
 
     async def records(self, tally: Tally, records: dict[str, Any]) -> Pending:
         """Changelog records of the tally's partition, stamped with its current version."""
