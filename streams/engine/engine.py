@@ -38,6 +38,7 @@ from streams.engine.tally import (
 )
 
 FigureKey = tuple[str, str, str, str]  # scope, scope_id, metric, period label
+DAY_MS = 86_400_000
 
 
 @dataclass
@@ -47,9 +48,6 @@ class Messages:
     copies: list[CopyState] = field(default_factory=list)
     credits: list[CreditState] = field(default_factory=list)
     buckets: list[BucketState] = field(default_factory=list)
-
-
-DAY_MS = 86_400_000
 
 
 def crc_partitioner(partitions: int) -> Callable[[str], int]:
