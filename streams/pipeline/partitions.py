@@ -129,6 +129,7 @@ class Partitions:
         )
         owned = Owned(tally)
         newest: dict[str, dict[str, Any]] = {}
+        malformed: list[tuple[str, str]] = []
         sink = Effects()
         async with partition_reader(self.settings) as consumer:
             async for key, doc in _read(consumer, topics.changelog, p, _changelog_record):
@@ -141,7 +142,16 @@ class Partitions:
                 elif key.startswith(MILESTONE_KIND):
                     owned.milestones[key[2:]] = doc[MILESTONE_KIND]
                 elif key != EPOCH_KEY:
-                    _guarded(tally.load, key, doc)
+                    malformed.extend(_guarded(tally.load, key, doc))
+            if malformed:
+                key, error = malformed[0]
+                log.error(
+                    "malformed changelog records skipped (e.g. of an older format)",
+                    partition=p,
+                    n=len(malformed),
+                    first_key=key,
+                    first_error=error,
+                )
             tally.loaded()
             credit_of, bucket_of = _parser(CreditState.from_dict), _parser(BucketState.from_dict)
             async for credit in _read(consumer, topics.credits, p, credit_of):
@@ -211,9 +221,13 @@ def _parser(from_dict: Callable[[dict[str, Any]], T]) -> Callable[[ConsumerRecor
     return lambda record: from_dict(orjson.loads(record.value))
 
 
-def _guarded(load: Callable[[str, dict[str, Any]], None], key: str, doc: dict[str, Any]) -> None:
-    """Load one changelog record; a malformed one is logged and left out."""
+def _guarded(
+    load: Callable[[str, dict[str, Any]], None], key: str, doc: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """Load one changelog record; a malformed one is left out and returned as (key, error)
+    (the restore logs them once, not one line per record)."""
     try:
         load(key, doc)
     except MALFORMED as exc:
-        log.error("malformed changelog record skipped", key=key, error=repr(exc))
+        return [(key, repr(exc))]
+    return []

@@ -360,9 +360,10 @@ class SnapshotCadence:
         self._held: dict[ProgressKey, _Held] = {}
 
     def seed(self, latest: Iterable[tuple[ProgressKey, Row, datetime]]) -> None:
-        """Start from the newest stored snapshot per key (so a restart writes no repeat)."""
+        """Start from the newest stored snapshot per key (so a restart writes no repeat). The
+        client reads ``as_of`` back naive (UTC); the messages' are aware."""
         for key, figures, as_of in latest:
-            self._written[key] = (tuple(figures), as_of)
+            self._written[key] = (tuple(figures), as_utc(as_of))
 
     def offer(self, row: Row, partition: TopicPartition, offset: int) -> Row | None:
         """The row to write now, or None (unchanged, or held until the interval passes)."""

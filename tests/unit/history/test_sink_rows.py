@@ -152,6 +152,16 @@ def test_cadence_drops_a_held_change_that_was_undone() -> None:
     assert cadence.held_offsets() == {} and cadence.due(final=True) == []
 
 
+def test_cadence_seeded_with_naive_times_as_clickhouse_returns_them() -> None:
+    """After a restart the seed comes from ClickHouse, whose client returns naive UTC times:
+    a changed figure must still be written (it was dropped as malformed: naive - aware)."""
+    cadence = SnapshotCadence(60.0, Clock())
+    row = progress("7", 0, target=None)
+    stored_at = row[5].astimezone(UTC).replace(tzinfo=None)
+    cadence.seed([(("rep", "r1", "calls", "2026-11"), row[6:], stored_at)])
+    assert cadence.offer(progress("8", 100, target=None), TP, 1) == progress("8", 100, target=None)
+
+
 def test_cadence_final_releases_everything_and_seed_prevents_repeats() -> None:
     cadence = SnapshotCadence(60.0, Clock())
     row = progress("7", 0, target=None)
