@@ -136,24 +136,23 @@ def accepted_rows(rules: Rules) -> Callable[[ConsumerRecord], RowsByTable]:
         decoded = rules.decoder.decode(record.value if record.value is not None else b"")
         if isinstance(decoded, Invalid):
             return {}
+        digest = decoded.copy_digest
         return {
-            "activity_events": [
-                _event_row(orjson.loads(decoded.to_json()), record, decoded.copy_digest)
-            ],
-            "credits": credit_rows(decoded, kafka_time(record), rules),
+            "activity_events": [_event_row(orjson.loads(decoded.to_json()), record, digest)],
+            "credits": credit_rows(decoded, kafka_time(record), rules, digest),
         }
 
     return rows
 
 
-def credit_rows(event: Event, ingest_ms: int, rules: Rules) -> list[Row]:
-    """The event's claims (``recompute.claims``) with its deal's amount, currency and rate."""
+def credit_rows(event: Event, ingest_ms: int, rules: Rules, digest: int) -> list[Row]:
+    """The event's claims (``recompute.claims``) with its deal's amount, currency and rate, and
+    the copy digest of its event row."""
     rate = None
     if event.currency is not None:
         converted = rules.rates.to_base(Decimal(1), event.currency, event.time)
         rate = None if isinstance(converted, Invalid) else converted
     time_ms = (event.time - EPOCH) // _MILLISECOND
-    digest = event.copy_digest
     return [
         (
             claim.rep_id,

@@ -73,6 +73,16 @@ def unique_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
     Use as ``Settings(topic_prefix=unique_prefix, app_id=unique_prefix)`` so tests sharing the
     broker never see each other's topics, groups or changelogs.
     """
+    yield from _fresh_prefix(kafka_admin)
+
+
+@pytest.fixture(scope="module")
+def module_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
+    """``unique_prefix`` for a module's shared workers: deleted after the module."""
+    yield from _fresh_prefix(kafka_admin)
+
+
+def _fresh_prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
     prefix = f"t{uuid.uuid4().hex[:8]}"
     yield prefix
     leftovers = [topic for topic in kafka_admin.list_topics() if topic.startswith(prefix)]

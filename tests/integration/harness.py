@@ -241,15 +241,29 @@ def prove_reconciled(settings: Settings, worker: Worker, timeout: float = 120.0)
         group=f"{settings.app_id}-sink",
     )
     quarter = Rules.from_settings(settings).calendar.current("quarter", datetime.now(UTC))
-    proof = subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "reconcile", "--period", quarter.label],
+    proof = spm(settings, "reconcile", "--period", quarter.label, timeout=timeout)
+    assert proof.returncode == 0, proof.stdout + proof.stderr
+
+
+def spm(
+    settings: Settings,
+    *args: str,
+    stdin: str | None = None,
+    timeout: float = 180.0,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """The ``spm`` command users run (the entry point installed beside this Python) with
+    ``settings`` in its environment; a wide terminal so tables are not wrapped."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("spm")), *args],
         cwd=REPO_ROOT,
-        env=settings_env(settings) | {"COLUMNS": "200"},
+        env={**settings_env(settings), "COLUMNS": "250", **env},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
-    assert proof.returncode == 0, proof.stdout + proof.stderr
 
 
 def duration_seconds(duration: str) -> float:

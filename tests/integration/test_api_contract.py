@@ -21,7 +21,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
-from kafka import KafkaAdminClient
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -30,16 +29,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from streams.engine.errors import Invalid
-from streams.engine.events import Event
 from streams.engine.money import decimal_text
-from streams.engine.recompute import recompute
-from streams.rules import Rules
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.integration import scenario
 from tests.integration.harness import HTTP, Worker, wait_caught_up, wait_settled
-from tests.integration.test_pipeline import publish_reference, raw_producer, reference_books
+from tests.integration.test_pipeline import expected_figures, publish_reference, raw_producer
 from tests.integration.test_scale_out import pair_settings
 
 #: ``as_of`` as a caller writes it, and the day (UTC calendar) it names.
@@ -57,21 +52,12 @@ FUZZ_EXAMPLES = 80
 
 
 @pytest.fixture(scope="module")
-def prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
-    name = f"t{time.time_ns() % 16**8:08x}"
-    yield name
-    leftovers = [t for t in kafka_admin.list_topics() if t.startswith(name)]
-    if leftovers:
-        kafka_admin.delete_topics(leftovers)
-
-
-@pytest.fixture(scope="module")
 def fed(
-    stack: Settings, prefix: str, tmp_path_factory: pytest.TempPathFactory
+    stack: Settings, module_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[list[Worker], scenario.Scenario]]:
     """Two workers, caught up on a generated stream."""
     tmp = tmp_path_factory.mktemp("api")
-    first, second = pair_settings(stack, prefix, tmp)
+    first, second = pair_settings(stack, module_prefix, tmp)
     ensure_topics(first)
     workers = [Worker(first, tmp / "w1.log"), Worker(second, tmp / "w2.log")]
     sc = scenario.generate(seed=31, activities=600, deals=90)
@@ -91,12 +77,6 @@ def fed(
             worker.stop()
 
 
-def _events(rules: Rules, sc: scenario.Scenario) -> list[Event]:
-    decoded = [rules.decoder.decode(raw) for raw in sc.events]
-    assert not any(isinstance(e, Invalid) for e in decoded)
-    return [e for e in decoded if isinstance(e, Event)]
-
-
 def _cut(day: date) -> datetime:
     """The end of ``day`` on the workers' calendar (UTC, as the test settings leave it)."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
@@ -114,23 +94,10 @@ def test_as_of_answers_equal_the_recomputation_before_the_cut(
 ) -> None:
     workers, sc = fed
     assert workers[0].settings.timezone == "UTC"
-    rules = Rules.from_settings(workers[0].settings)
-    events = _events(rules, sc)
-    roster, quotas = reference_books(sc)
     compared, closed = 0, set()
     for n, (raw, day) in enumerate(AS_OF_DAYS):
         cut = _cut(day)
-        expected = recompute(
-            events,
-            roster,
-            quotas,
-            rules.calendar,
-            rules.catalog,
-            rules.rates,
-            rules.thresholds,
-            cut,
-            before=cut,
-        )
+        expected = expected_figures(workers[0].settings, sc, cut=cut)
         by_request: dict[tuple[str, str, str], dict[str, Any]] = {}
         for (scope, scope_id, metric, label), figures in expected.items():
             if len(label) == 10 and label != day.isoformat():  # of the days, as_of's own only

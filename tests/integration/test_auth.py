@@ -15,14 +15,13 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.auth import hash_token, new_token
 from streams.engine.scopes import scope_key
@@ -82,17 +81,8 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def prefix(kafka_admin: KafkaAdminClient) -> Iterator[str]:
-    name = f"t{uuid.uuid4().hex[:8]}"
-    yield name
-    leftovers = [topic for topic in kafka_admin.list_topics() if topic.startswith(name)]
-    if leftovers:
-        kafka_admin.delete_topics(leftovers)
-
-
-@pytest.fixture(scope="module")
 def cluster(
-    stack: Settings, prefix: str, tmp_path_factory: pytest.TempPathFactory
+    stack: Settings, module_prefix: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("auth")
     tokens = tmp / "tokens.json"
@@ -104,9 +94,14 @@ def cluster(
             ]
         )
     )
-    first = worker_settings(stack, prefix, tmp / "w1", api_tokens_file=tokens)
+    first = worker_settings(stack, module_prefix, tmp / "w1", api_tokens_file=tokens)
     second = worker_settings(
-        stack, prefix, tmp / "w2", api_tokens_file=tokens, metrics_auth=True, history_sink=False
+        stack,
+        module_prefix,
+        tmp / "w2",
+        api_tokens_file=tokens,
+        metrics_auth=True,
+        history_sink=False,
     )
     second = second.model_copy(
         update={"web_host": "0.0.0.0", "web_advertised_url": f"http://127.0.0.1:{second.web_port}"}
@@ -348,9 +343,9 @@ def test_forwarded_requests_carry_the_callers_token(cluster: Cluster) -> None:
 
 
 def test_without_tokens_a_worker_refuses_to_listen_beyond_loopback(
-    stack: Settings, prefix: str, tmp_path: Path
+    stack: Settings, module_prefix: str, tmp_path: Path
 ) -> None:
-    settings = worker_settings(stack, prefix, tmp_path, web_host="0.0.0.0")
+    settings = worker_settings(stack, module_prefix, tmp_path, web_host="0.0.0.0")
     settings = settings.model_copy(
         update={"web_advertised_url": f"http://127.0.0.1:{settings.web_port}"}
     )

@@ -7,7 +7,6 @@ then reads the topics back to see exactly what was (or was not) published.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from streams.engine.money import DEFAULT_RATES
 from streams.settings import REPO_ROOT, Settings
 from streams.topics import ensure_topics
 from tests.integration.feeding import event, read_topic
-from tests.integration.harness import settings_env
-
-SPM = REPO_ROOT / ".venv" / "bin" / "spm"
+from tests.integration.harness import spm
 
 
 @pytest.fixture
@@ -30,20 +27,6 @@ def settings(stack: Settings, unique_prefix: str) -> Settings:
     s = stack.model_copy(update={"topic_prefix": unique_prefix, "app_id": unique_prefix})
     ensure_topics(s)
     return s
-
-
-def spm(
-    settings: Settings, *args: str, stdin: str | None = None, **env: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SPM), *args],
-        env={**settings_env(settings), "COLUMNS": "200", **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def jsonl(*events: dict[str, Any] | str) -> str:

@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -26,8 +24,7 @@ from typing import Any
 from streams.chclient import close_clients, get_client
 from streams.engine.catalog import MetricCatalog
 from streams.pipeline.kafka import partition_for
-from streams.settings import REPO_ROOT, Settings
-from tests.integration.harness import Worker, settings_env, wait_caught_up
+from tests.integration.harness import Worker, spm, wait_caught_up
 from tests.integration.test_history_api import (  # noqa: F401  (the module's worker fixture)
     Live,
     live,
@@ -141,17 +138,6 @@ def test_explain_rejects_bad_parameters_as_json_4xx(live: Live) -> None:
         assert response.status_code == status, (path, params, response.text)
         assert response.json()["error"]
         assert response.json().get("field") == field, (path, params, response.text)
-
-
-def spm(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", *args],
-        cwd=REPO_ROOT,
-        env=settings_env(settings) | {"COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_spm_explain_prints_a_table_and_csv_that_add_up(live: Live) -> None:

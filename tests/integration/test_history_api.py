@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,12 +33,12 @@ from streams.engine.events import Event
 from streams.engine.pace import Figures
 from streams.kafka_clients import new_client
 from streams.rules import Rules
-from streams.settings import REPO_ROOT, Settings
+from streams.settings import Settings
 from streams.sinks.clickhouse import ROUTES
 from streams.topics import ensure_topics
 from tests.integration import scenario
 from tests.integration.feeding import read_topic
-from tests.integration.harness import Worker, settings_env, wait_caught_up, worker_settings
+from tests.integration.harness import Worker, spm, wait_caught_up, worker_settings
 from tests.integration.test_pipeline import (
     assert_api_equals_recompute,
     expected_figures,
@@ -406,14 +405,7 @@ def test_bad_parameters_are_json_4xx(live: Live) -> None:
 
 # --- spm replay, failing early ----------------------------------------------------------------
 def spm_replay(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streams.cli.main", "replay", *args],
-        cwd=REPO_ROOT,
-        env=settings_env(settings) | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return spm(settings, "replay", *args, timeout=120)
 
 
 def test_replay_with_an_unreachable_api_fails_clearly(stack: Settings) -> None:

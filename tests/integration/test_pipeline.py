@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,10 @@ def reference_books(sc: scenario.Scenario) -> tuple[Roster, QuotaBook]:
 
 
 def expected_figures(
-    settings: Settings, sc: scenario.Scenario, *, api: bool = False
+    settings: Settings, sc: scenario.Scenario, *, cut: datetime | None = None
 ) -> dict[tuple[str, ...], Any]:
-    """The recomputed figures at ``scenario.AS_OF``; ``api``: as the API's ``as_of`` answers
-    (at the end of that day, credit dated before it)."""
+    """The recomputed figures at ``scenario.AS_OF``; with ``cut`` (the end of a day), as the
+    API's ``as_of`` of that day answers: at the cut, credit dated before it."""
     rules = Rules.from_settings(settings)
     events = []
     for raw in sc.events:
@@ -91,14 +92,14 @@ def expected_figures(
         rules.catalog,
         rules.rates,
         rules.thresholds,
-        scenario.AS_OF_CUT if api else scenario.AS_OF,
-        before=scenario.AS_OF_CUT if api else None,
+        cut or scenario.AS_OF,
+        before=cut,
     )
 
 
 def assert_api_equals_recompute(worker: Worker, sc: scenario.Scenario) -> int:
     """Compare every (scope, id, period) the recomputation knows; returns the count compared."""
-    expected = expected_figures(worker.settings, sc, api=True)
+    expected = expected_figures(worker.settings, sc, cut=scenario.AS_OF_CUT)
     by_request: dict[tuple[str, str, str], dict[str, Any]] = {}
     for (scope, scope_id, metric, label), figures in expected.items():
         by_request.setdefault((scope, scope_id, label), {})[metric] = figures.to_dict()
@@ -175,7 +176,7 @@ def test_figures_equal_recomputation(settings: Settings, worker: Worker) -> None
 
 def assert_leaderboard_equals_recompute(worker: Worker, sc: scenario.Scenario) -> None:
     """The revenue leaderboard of the quarter ranks reps by the recomputed values."""
-    expected = expected_figures(worker.settings, sc, api=True)
+    expected = expected_figures(worker.settings, sc, cut=scenario.AS_OF_CUT)
     values = {
         rep: expected[("rep", rep, "revenue", "2026-Q4")].value
         if ("rep", rep, "revenue", "2026-Q4") in expected

@@ -1,4 +1,5 @@
-"""Shared builders for the engine's unit tests: shipped catalog/rates, event factories."""
+"""Shared builders for the engine's unit tests: shipped catalog/rates, event factories, the
+recomputation of an engine's world."""
 
 from __future__ import annotations
 
@@ -11,10 +12,29 @@ from typing import Any
 import pytest
 
 from streams.engine.catalog import MetricCatalog
-from streams.engine.engine import Engine
+from streams.engine.engine import Engine, FigureKey
 from streams.engine.events import Event, Split
 from streams.engine.money import Rates
+from streams.engine.pace import Figures
 from streams.engine.periods import Calendar
+from streams.engine.recompute import recompute
+
+
+def recomputed(
+    engine: Engine, stream: list[Event], as_of: datetime, before: datetime | None = None
+) -> dict[FigureKey, Figures]:
+    """``recompute`` of ``stream`` with the engine's own rules, roster and quotas."""
+    return recompute(
+        stream,
+        engine.roster,
+        engine.quotas,
+        engine.calendar,
+        engine.catalog,
+        engine.rates,
+        engine.thresholds,
+        as_of,
+        before=before,
+    )
 
 
 def utc(*args: int) -> datetime:

@@ -17,9 +17,8 @@ from hypothesis import strategies as st
 from streams.engine.engine import Engine
 from streams.engine.events import Event
 from streams.engine.periods import Period
-from streams.engine.recompute import recompute
 
-from .conftest import activity, utc, won
+from .conftest import activity, recomputed, utc, won
 from .test_properties import START, worlds
 
 
@@ -31,17 +30,7 @@ def _day(engine: Engine, label: str) -> Period:
 
 def _assert_as_of_equals_recompute(engine: Engine, stream: list[Event], label: str) -> None:
     cut = _day(engine, label).end
-    expected = recompute(
-        stream,
-        engine.roster,
-        engine.quotas,
-        engine.calendar,
-        engine.catalog,
-        engine.rates,
-        engine.thresholds,
-        cut,
-        before=cut,
-    )
+    expected = recomputed(engine, stream, cut, before=cut)
     for key in set(expected) | set(engine.keys()):
         got = engine.figures(*key, cut, through_day=label)
         if key in expected:

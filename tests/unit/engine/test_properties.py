@@ -23,10 +23,9 @@ from streams.engine.ledger import DealState, merge
 from streams.engine.money import Rates
 from streams.engine.pace import Thresholds
 from streams.engine.periods import Calendar
-from streams.engine.recompute import recompute
 from streams.engine.rollup import UNASSIGNED
 
-from .conftest import utc
+from .conftest import recomputed, utc
 
 CATALOG = MetricCatalog.load()
 RATES = Rates.load(None, "USD")
@@ -123,16 +122,7 @@ def _assert_matches_recompute(engine: Engine, stream: list[Event], as_of: dateti
 
 
 def _assert_equals_recompute(engine: Engine, stream: list[Event], as_of: datetime) -> None:
-    expected = recompute(
-        stream,
-        engine.roster,
-        engine.quotas,
-        engine.calendar,
-        engine.catalog,
-        engine.rates,
-        engine.thresholds,
-        as_of,
-    )
+    expected = recomputed(engine, stream, as_of)
     for key in set(expected) | set(engine.keys()):
         if key in expected:
             assert engine.figures(*key, as_of) == expected[key], key
